@@ -1,0 +1,38 @@
+# Two commands: `make demo` (the main job) and `make test` (the test suite).
+# Both create .venv in the repository root when it is missing.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST := $(PY) -m pytest
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: demo test test-slow test-jax venv zoo clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# The main job: train a ResNet-20 on scikit-learn's handwritten digits and export it.
+demo: $(STAMP)
+	$(PY) recipes/cifar10.py --dataset digits
+
+# The test suite: TensorFlow backend (everything not marked slow), then the
+# backend-agnostic model tests again under JAX.
+test: $(STAMP)
+	KERAS_BACKEND=tensorflow $(PYTEST) -m "not slow" -n 2 --dist loadgroup --timeout 900 keras_resnet tests
+	KERAS_BACKEND=jax $(PYTEST) -m "multibackend and not slow" -n 2 --timeout 900 -p no:doctest tests
+
+test-slow: $(STAMP)
+	KERAS_BACKEND=tensorflow $(PYTEST) -m slow --timeout 3600 tests
+
+zoo: $(STAMP)
+	$(PY) -m keras_resnet zoo
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,507 @@
+"""Residual units as Keras layers.
+
+One body serves both block kinds: a :class:`ResidualBlock` (two 3x3 convolutions)
+and a :class:`BottleneckBlock` (1x1 - 3x3 - 1x1) differ only in the list of
+convolutions on their residual branch. Every variant of the literature is a flag
+of that body:
+
+* ``ordering``: where BatchNorm and ReLU sit relative to the addition (He et al.
+  2016, "Identity Mappings", Fig. 4): ``"post"`` (the original), ``"bn_after_add"``,
+  ``"relu_before_add"``, ``"relu_preact"`` and ``"full_preact"``;
+* ``shortcut``: option ``"A"`` (parameter-free: subsampling plus zero-padded
+  channels), ``"B"`` (projection where the channel count changes) or ``"C"``
+  (projection on every block), He et al. 2015, section 3.3;
+* ``skip``: the function that merges shortcut and residual (Identity Mappings,
+  Fig. 2): ``"identity"``, ``"scaling"`` (0.5/0.5), ``"exclusive_gating"``,
+  ``"shortcut_gating"``, ``"dropout"`` (on the shortcut);
+* ``residual=False``: the plain twin, the same layers without the shortcut;
+* ``drop_path_rate``: stochastic depth (Huang et al. 2016), inverted scaling so
+  that inference is the identity;
+* ``zero_init``: the last BatchNorm gamma of the branch starts at zero (Goyal
+  et al. 2017), so every block starts as the identity.
+
+Each block is a single node of the functional graph, which keeps 1,000-layer
+networks fast to build and well inside Python's recursion limit. Sub-layers are
+named ``{block}_conv1``, ``{block}_bn1``, ..., ``{block}_shortcut_conv``,
+``{block}_shortcut_bn`` and ``{block}_gate_conv``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_resnet import specs
+
+PACKAGE = "keras_resnet"
+
+# BatchNorm defaults bound once (torchvision/flax conventions: momentum 0.9 in
+# Keras terms, epsilon 1e-5).
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+PREACT_ORDERINGS = ("relu_preact", "full_preact")
+
+
+def check_choice(name, value, allowed):
+    """Raise a ValueError naming ``name`` unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise ValueError(
+            f"Invalid value for argument `{name}`: received {value!r}; "
+            f"expected one of {', '.join(repr(a) for a in allowed)}.")
+    return value
+
+
+def resolve_data_format(data_format):
+    data_format = data_format or keras.config.image_data_format()
+    return check_choice("data_format", data_format, ("channels_last", "channels_first"))
+
+
+def shortcut_kind(shortcut, in_channels, out_channels, strides, residual=True):
+    """Decide the shortcut of one block: the only place this is decided.
+
+    Returns ``None`` (no shortcut: the plain twin), ``"identity"``,
+    ``"subsample"`` (strided identity, parameter-free), ``"pad"`` (option A:
+    subsample and zero-pad the new channels) or ``"projection"`` (1x1 conv).
+
+    Option B projects where the channel count changes; where only the
+    resolution changes (the stride placed in a stage's last block, as in
+    keras.applications' V2 models) it subsamples.
+    """
+    if not residual:
+        return None
+    if shortcut == "C":
+        return "projection"
+    if in_channels != out_channels:
+        return "pad" if shortcut == "A" else "projection"
+    return "subsample" if strides > 1 else "identity"
+
+
+def _as_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"Argument `{name}` must be an int; received {value!r} "
+                        f"of type {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"Argument `{name}` must be >= {minimum}; received {value}.")
+    return value
+
+
+def _as_rate(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Argument `{name}` must be a float in [0, 1); received {value!r}.")
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"Argument `{name}` must be in [0, 1); received {value}.")
+    return float(value)
+
+
+class _ResidualUnit(keras.layers.Layer):
+    """The shared body of both block kinds; see the module docstring."""
+
+    def __init__(self, filters, strides=1, *, preact=False, ordering=None,
+                 shortcut="B", skip="identity", residual=True, drop_path_rate=0.0,
+                 dropout_rate=0.0, zero_init=False, gate_bias=-6.0,
+                 data_format=None, bn_momentum=BN_MOMENTUM, bn_epsilon=BN_EPSILON,
+                 kernel_initializer="he_normal", kernel_regularizer=None,
+                 seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = _as_int("filters", filters)
+        self.strides = _as_int("strides", strides)
+        if ordering is None:
+            ordering = "full_preact" if preact else "post"
+        elif preact and ordering != "full_preact":
+            raise ValueError(f"Argument `preact=True` conflicts with `ordering={ordering!r}`; "
+                             "preact=True means ordering='full_preact'.")
+        self.ordering = check_choice("ordering", ordering, specs.ORDERINGS)
+        self.preact = self.ordering == "full_preact"
+        self.shortcut = check_choice("shortcut", shortcut, specs.SHORTCUTS)
+        self.skip = check_choice("skip", skip, specs.SKIPS)
+        self.residual = bool(residual)
+        self.drop_path_rate = _as_rate("drop_path_rate", drop_path_rate)
+        self.dropout_rate = _as_rate("dropout_rate", dropout_rate)
+        self.zero_init = bool(zero_init)
+        self.gate_bias = float(gate_bias)
+        self.data_format = resolve_data_format(data_format)
+        self.bn_momentum = float(bn_momentum)
+        self.bn_epsilon = float(bn_epsilon)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.seed = seed
+        self._channel_axis = -1 if self.data_format == "channels_last" else 1
+
+        convs = self.branch_convs()
+        n = len(convs)
+        self._kernels = [k for k, _, _ in convs]
+        self._conv_strides = [s for _, _, s in convs]
+        self.convs = [self._conv(f, k, s, f"conv{i + 1}")
+                      for i, (k, f, s) in enumerate(convs)]
+        # BN i normalises the input of conv i (pre-activation orderings) or
+        # its output (the others); "bn_after_add" normalises the sum with its last.
+        bn_channels = [f for _, f, _ in convs]
+        if self.ordering == "full_preact":
+            bn_channels = [None] + bn_channels[:-1]  # input channels, known at build
+        self.bns = [self._bn(f"bn{i + 1}", zero=(self.zero_init and i == n - 1))
+                    for i in range(n)]
+        self._bn_channels = bn_channels
+        self.out_channels = convs[-1][1]
+        self.dropout = (keras.layers.Dropout(self.dropout_rate, seed=seed,
+                                             name=f"{self.name}_dropout", dtype=self.dtype_policy)
+                        if self.dropout_rate else None)
+        self.shortcut_conv = self.shortcut_bn = self.gate_conv = None
+        self._shortcut_kind = None
+        if self.drop_path_rate or self.skip == "dropout":
+            self._rng = keras.random.SeedGenerator(seed)
+
+    # -- the part that differs between block kinds -------------------------------
+    def branch_convs(self):
+        """A list of (kernel size, filters, stride) for the residual branch."""
+        raise NotImplementedError
+
+    # -- construction helpers ------------------------------------------------------
+    def _conv(self, filters, kernel, strides, part, use_bias=False, initializer=None):
+        return keras.layers.Conv2D(
+            filters, kernel, strides=strides, padding="valid", use_bias=use_bias,
+            data_format=self.data_format,
+            kernel_initializer=initializer or self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            name=f"{self.name}_{part}", dtype=self.dtype_policy)
+
+    def _bn(self, part, zero=False):
+        return keras.layers.BatchNormalization(
+            axis=self._channel_axis, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
+            gamma_initializer="zeros" if zero else "ones",
+            name=f"{self.name}_{part}", dtype=self.dtype_policy)
+
+    # -- shapes ---------------------------------------------------------------------
+    def _spatial(self, shape):
+        return (shape[1], shape[2]) if self.data_format == "channels_last" else (shape[2], shape[3])
+
+    def _with(self, shape, hw, channels):
+        if self.data_format == "channels_last":
+            return (shape[0], hw[0], hw[1], channels)
+        return (shape[0], channels, hw[0], hw[1])
+
+    @staticmethod
+    def _out_size(size, kernel, stride):
+        if size is None:
+            return None
+        return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+    def compute_output_shape(self, input_shape):
+        hw = self._spatial(input_shape)
+        for k, s in zip(self._kernels, self._conv_strides):
+            hw = tuple(self._out_size(d, k, s) for d in hw)
+        return self._with(input_shape, hw, self.out_channels)
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        in_channels = input_shape[self._channel_axis]
+        if in_channels is None:
+            raise ValueError(f"{self.__class__.__name__} `{self.name}` needs a known "
+                             f"channel dimension; received input shape {input_shape}.")
+        self._shortcut_kind = shortcut_kind(self.shortcut, in_channels, self.out_channels,
+                                            self.strides, self.residual)
+        shape = input_shape
+        post = self.ordering != "full_preact"
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
+            if not post:
+                bn.build(shape)
+            k, s = self._kernels[i], self._conv_strides[i]
+            hw = tuple(None if d is None else d + 2 * (k // 2) for d in self._spatial(shape))
+            conv.build(self._with(shape, hw, shape[self._channel_axis]))
+            shape = conv.compute_output_shape(self._with(shape, hw, shape[self._channel_axis]))
+            if post:
+                bn.build(shape)
+        if self.dropout is not None:
+            self.dropout.build(shape)
+        if self._shortcut_kind == "projection":
+            self.shortcut_conv = self._conv(self.out_channels, 1, self.strides, "shortcut_conv")
+            self.shortcut_conv.build(input_shape)
+            if self.ordering not in PREACT_ORDERINGS:
+                self.shortcut_bn = self._bn("shortcut_bn")
+                self.shortcut_bn.build(self.shortcut_conv.compute_output_shape(input_shape))
+        if self.residual and self.skip in ("exclusive_gating", "shortcut_gating"):
+            self.gate_conv = self._conv(
+                self.out_channels, 1, self.strides, "gate_conv", use_bias=True)
+            self.gate_conv.bias_initializer = keras.initializers.Constant(self.gate_bias)
+            self.gate_conv.build(input_shape)
+        self.built = True
+
+    # -- forward ----------------------------------------------------------------------
+    def _pad(self, x, amount):
+        if not amount:
+            return x
+        pads = [[0, 0], [amount, amount], [amount, amount]]
+        pads = [[0, 0]] + pads[1:] + [[0, 0]] if self.data_format == "channels_last" \
+            else [[0, 0], [0, 0]] + pads[1:]
+        return ops.pad(x, pads)
+
+    def _subsample(self, x):
+        if self.strides == 1:
+            return x
+        s = self.strides
+        return x[:, ::s, ::s, :] if self.data_format == "channels_last" else x[:, :, ::s, ::s]
+
+    def _shortcut(self, x, preactivated, training):
+        kind = self._shortcut_kind
+        if kind == "identity":
+            return x
+        if kind == "subsample":
+            return self._subsample(x)
+        if kind == "pad":
+            x = self._subsample(x)
+            extra = self.out_channels - x.shape[self._channel_axis]
+            if extra < 0:
+                raise ValueError("Option A cannot reduce the channel count of block "
+                                 f"`{self.name}`; use shortcut='B'.")
+            pads = [[0, 0]] * 4
+            pads[self._channel_axis] = [0, extra]
+            return ops.pad(x, pads)
+        source = preactivated if self.ordering in PREACT_ORDERINGS else x
+        y = self.shortcut_conv(source)
+        return self.shortcut_bn(y, training=training) if self.shortcut_bn is not None else y
+
+    def _branch(self, x, training):
+        o = self.ordering
+        n = len(self.convs)
+        preactivated = x
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
+            last = i == n - 1
+            if o == "full_preact":
+                x = ops.relu(bn(x, training=training))
+            elif o == "relu_preact":
+                x = ops.relu(x)
+            if i == 0:
+                preactivated = x
+            if last and self.dropout is not None:
+                x = self.dropout(x, training=training)
+            x = conv(self._pad(x, self._kernels[i] // 2))
+            if o in ("post", "relu_before_add", "relu_preact") or (o == "bn_after_add" and not last):
+                x = bn(x, training=training)
+            if o in ("post", "bn_after_add") and not last:
+                x = ops.relu(x)
+            if o == "relu_before_add":
+                x = ops.relu(x)
+        return x, preactivated
+
+    def _keep_mask(self, x, rate):
+        """Per-example Bernoulli(1 - rate) mask, broadcastable to ``x``."""
+        shape = (ops.shape(x)[0], 1, 1, 1)
+        keep = keras.random.uniform(shape, seed=self._rng) >= rate
+        return ops.cast(keep, x.dtype)
+
+    def call(self, inputs, training=None):
+        residual, preactivated = self._branch(inputs, training)
+        if training and self.drop_path_rate:
+            residual = residual * self._keep_mask(residual, self.drop_path_rate) / (
+                1.0 - self.drop_path_rate)
+        if self._shortcut_kind is None:
+            out = residual
+        else:
+            short = self._shortcut(inputs, preactivated, training)
+            if self.skip == "identity":
+                out = short + residual
+            elif self.skip == "scaling":
+                out = 0.5 * short + 0.5 * residual
+            elif self.skip == "dropout":
+                if training:
+                    short = short * self._keep_mask(short, 0.5) / 0.5
+                out = short + residual
+            else:
+                gate = ops.sigmoid(self.gate_conv(inputs))
+                if self.skip == "exclusive_gating":
+                    out = (1.0 - gate) * short + gate * residual
+                else:
+                    out = (1.0 - gate) * short + residual
+        if self.ordering == "bn_after_add":
+            out = self.bns[-1](out, training=training)
+        if self.ordering in ("post", "bn_after_add"):
+            out = ops.relu(out)
+        return out
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters, "strides": self.strides,
+            "ordering": self.ordering, "shortcut": self.shortcut, "skip": self.skip,
+            "residual": self.residual, "drop_path_rate": self.drop_path_rate,
+            "dropout_rate": self.dropout_rate, "zero_init": self.zero_init,
+            "gate_bias": self.gate_bias, "data_format": self.data_format,
+            "bn_momentum": self.bn_momentum, "bn_epsilon": self.bn_epsilon,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer)
+            if self.kernel_regularizer is not None else None,
+            "seed": self.seed,
+        })
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ResidualBlock(_ResidualUnit):
+    """The basic residual block: two 3x3 convolutions (He et al. 2015, Fig. 2).
+
+    Args:
+        filters: int, output channels of both convolutions.
+        strides: int, stride of the first convolution (and the shortcut).
+        preact: bool, full pre-activation (BN-ReLU-conv, He et al. 2016);
+            the same as ``ordering="full_preact"``.
+        ordering: str or None, the unit ordering; one of ``specs.ORDERINGS``.
+        shortcut: ``"A"``, ``"B"`` or ``"C"`` (He et al. 2015, section 3.3).
+        skip: str, how shortcut and residual merge; one of ``specs.SKIPS``.
+        residual: bool, False builds the plain twin (no shortcut at all).
+        drop_path_rate: float in [0, 1), probability of dropping the residual
+            branch of an example during training (stochastic depth).
+        dropout_rate: float in [0, 1), dropout before the last convolution
+            (Wide ResNets).
+        zero_init: bool, initialise the last BatchNorm gamma of the branch to 0.
+        gate_bias: float, initial bias b_g of the gating skip functions.
+        data_format: ``"channels_last"``, ``"channels_first"`` or None (Keras config).
+
+    Example:
+
+    >>> import keras, keras_resnet
+    >>> x = keras.Input((32, 32, 16))
+    >>> y = keras_resnet.layers.ResidualBlock(32, strides=2, shortcut="A", name="b")(x)
+    >>> tuple(y.shape)
+    (None, 16, 16, 32)
+    """
+
+    def branch_convs(self):
+        return [(3, self.filters, self.strides), (3, self.filters, 1)]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BottleneckBlock(_ResidualUnit):
+    """The bottleneck block: 1x1 - 3x3 - 1x1 convolutions (He et al. 2015, Fig. 5).
+
+    Takes the arguments of :class:`ResidualBlock`, plus:
+
+    Args:
+        filters: int, channels of the inner (1x1 and 3x3) convolutions.
+        expansion: int, the block outputs ``expansion * filters`` channels
+            (default 4), unless ``out_filters`` is given.
+        out_filters: int or None, output channels (overrides ``expansion``;
+            wide bottlenecks widen the inner layers only).
+        stride_at: ``"1x1"`` puts the stride on the first 1x1 convolution (the
+            paper and keras.applications, "v1"); ``"3x3"`` on the 3x3 one
+            (torchvision and NVIDIA, "v1.5").
+
+    Example:
+
+    >>> import keras, keras_resnet
+    >>> x = keras.Input((56, 56, 64))
+    >>> y = keras_resnet.layers.BottleneckBlock(64, name="b")(x)
+    >>> tuple(y.shape)
+    (None, 56, 56, 256)
+    """
+
+    def __init__(self, filters, strides=1, *, expansion=specs.BOTTLENECK_EXPANSION,
+                 out_filters=None, stride_at="1x1", **kwargs):
+        self.expansion = _as_int("expansion", expansion)
+        self.out_filters = None if out_filters is None else _as_int("out_filters", out_filters)
+        self.stride_at = check_choice("stride_at", stride_at, specs.STRIDE_AT)
+        super().__init__(filters, strides, **kwargs)
+
+    def branch_convs(self):
+        out = self.out_filters or self.expansion * self.filters
+        s1, s3 = (self.strides, 1) if self.stride_at == "1x1" else (1, self.strides)
+        return [(1, self.filters, s1), (3, self.filters, s3), (1, out, 1)]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"expansion": self.expansion, "out_filters": self.out_filters,
+                       "stride_at": self.stride_at})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Stem(keras.layers.Layer):
+    """The network's first convolution, with BN/ReLU and max-pool per family.
+
+    CIFAR: a 3x3 convolution. ImageNet: a 7x7/2 convolution followed by a 3x3/2
+    max-pool (zero padding of 1, as keras.applications does). ``norm`` adds the
+    BatchNorm and ``activation`` the ReLU after the convolution (both off for
+    full pre-activation nets, whose first block normalises its input).
+    """
+
+    def __init__(self, filters, family="cifar", *, norm=True, activation=True,
+                 use_bias=False, data_format=None, bn_momentum=BN_MOMENTUM,
+                 bn_epsilon=BN_EPSILON, kernel_initializer="he_normal",
+                 kernel_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = _as_int("filters", filters)
+        self.family = check_choice("family", family, specs.FAMILIES)
+        self.norm, self.activation, self.use_bias = bool(norm), bool(activation), bool(use_bias)
+        self.data_format = resolve_data_format(data_format)
+        self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self._channel_axis = -1 if self.data_format == "channels_last" else 1
+        self._kernel, self._stride = (3, 1) if family == "cifar" else (7, 2)
+        self.conv = keras.layers.Conv2D(
+            filters, self._kernel, strides=self._stride, use_bias=self.use_bias,
+            data_format=self.data_format, kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer, name=f"{self.name}_conv",
+            dtype=self.dtype_policy)
+        self.bn = (keras.layers.BatchNormalization(
+            axis=self._channel_axis, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
+            name=f"{self.name}_bn", dtype=self.dtype_policy) if self.norm else None)
+        self.pool = (keras.layers.MaxPooling2D(3, 2, data_format=self.data_format,
+                                               name=f"{self.name}_pool", dtype=self.dtype_policy)
+                     if family == "imagenet" else None)
+
+    def _pad(self, x, amount):
+        sp = [[amount, amount], [amount, amount]]
+        pads = [[0, 0]] + sp + [[0, 0]] if self.data_format == "channels_last" else [[0, 0], [0, 0]] + sp
+        return ops.pad(x, pads)
+
+    def _hw(self, shape):
+        return (1, 2) if self.data_format == "channels_last" else (2, 3)
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        for axis in self._hw(shape):
+            d = shape[axis]
+            if d is not None:
+                d = (d + 2 * (self._kernel // 2) - self._kernel) // self._stride + 1
+                if self.pool is not None:
+                    d = (d + 2 - 3) // 2 + 1
+            shape[axis] = d
+        shape[self._channel_axis] = self.filters
+        return tuple(shape)
+
+    def build(self, input_shape):
+        shape = list(input_shape)
+        for axis in self._hw(shape):
+            shape[axis] = None if shape[axis] is None else shape[axis] + 2 * (self._kernel // 2)
+        self.conv.build(tuple(shape))
+        out = self.conv.compute_output_shape(tuple(shape))
+        if self.bn is not None:
+            self.bn.build(out)
+        if self.pool is not None:
+            self.pool.build(out)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        x = self.conv(self._pad(inputs, self._kernel // 2))
+        if self.bn is not None:
+            x = self.bn(x, training=training)
+        if self.activation:
+            x = ops.relu(x)
+        if self.pool is not None:
+            x = self.pool(self._pad(x, 1))
+        return x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters, "family": self.family, "norm": self.norm,
+            "activation": self.activation, "use_bias": self.use_bias,
+            "data_format": self.data_format, "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer)
+            if self.kernel_regularizer is not None else None,
+        })
+        return config
+
+
+BLOCK_CLASSES = {"basic": ResidualBlock, "bottleneck": BottleneckBlock}
