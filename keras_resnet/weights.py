@@ -1,16 +1,83 @@
-"""Pretrained weights: keras.applications ResNets converted into this package's layout."""
+"""Pretrained weights: keras.applications ResNets converted into this package's layout.
+
+keras.applications ships ImageNet weights for ResNet50/101/152 (post-activation,
+"v1") and ResNet50V2/101V2/152V2 (pre-activation). Both are the networks
+``ResNet(depth)`` and ``ResNet(depth, preact=True)`` build, up to three details
+this module absorbs exactly:
+
+* Their convolutions carry a bias; ours have none. A bias ``b`` followed by a
+  BatchNorm is the same function as no bias and a moving mean lowered by ``b``.
+  In the V2 nets the biases of the shortcut projection and of each block's last
+  convolution flow into the residual stream; every reader of that stream is a
+  BatchNorm, an identity or a subsampling shortcut, so the bias accumulated
+  since the last projection folds into the moving mean of each BatchNorm that
+  reads the stream. Only the V2 stem bias cannot fold (zero padding comes before
+  the max-pool), so pre-activation nets keep it (``stem_bias=True``).
+* Their BatchNorm epsilon is 1.001e-5, ours 1e-5: the difference moves into the
+  moving variance.
+* V2 downsamples in the last block of a stage, on the 3x3 convolution, with a
+  subsampling shortcut: ``downsample_at="last", stride_at="3x3"``.
+
+Entry points: :func:`from_keras_applications` (a keras.applications model in,
+the equivalent keras_resnet model out) and ``ResNet(depth, weights=...)``, which
+calls :func:`load` with ``"imagenet"`` (the official file, downloaded by Keras
+with its hash check) or a path (an official-format ``.h5`` file or one of our
+own ``.weights.h5`` files).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
+
+import keras
+import numpy as np
 
 from keras_resnet import specs
 
 # ImageNet depths with official keras.applications weights.
 IMAGENET_WEIGHT_DEPTHS = (50, 101, 152)
+IMAGENET_CLASSES = 1000
+# keras.applications' BatchNorm epsilon.
+SOURCE_EPSILON = 1.001e-5
+WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
 
+# The layout (extras of ``ResNet``) that reproduces each keras.applications flavour.
+LAYOUTS = {
+    False: {"stride_at": "1x1", "downsample_at": "first", "stem_bias": False},
+    True: {"stride_at": "3x3", "downsample_at": "last", "stem_bias": True},
+}
+# Fields of an Architecture the official weights fix, and the argument that sets each.
+_FIXED_FIELDS = {"family": "family", "block": "block", "stage_blocks": "depth",
+                 "stage_filters": "width", "out_filters": "width",
+                 "stem_filters": "depth", "ordering": "ordering", "shortcut": "shortcut",
+                 "skip": "skip", "residual": "residual", "stride_at": "stride_at",
+                 "downsample_at": "downsample_at", "stem_bias": "stem_bias"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Flavor:
+    """A keras.applications ResNet: its depth and whether it is a V2 (pre-activation) net."""
+
+    depth: int
+    preact: bool
+
+    @property
+    def application(self):
+        """The keras.applications constructor name, e.g. ``"ResNet50V2"``."""
+        return f"ResNet{self.depth}" + ("V2" if self.preact else "")
+
+    def file_name(self, include_top):
+        """The official weights file name of this flavour."""
+        top = "" if include_top else "_notop"
+        return f"{self.application.lower()}_weights_tf_dim_ordering_tf_kernels{top}.h5"
+
+
+# -- argument checks (called by models.ResNet) -------------------------------------
 
 def check_weights_argument(weights, allow_imagenet=True):
+    """Raise a ValueError unless ``weights`` is None, ``"imagenet"`` or an existing file."""
     allowed = "None, 'imagenet' or the path of a weights file" if allow_imagenet else \
         "None or the path of a weights file"
     if weights is None:
@@ -26,14 +93,423 @@ def check_weights_argument(weights, allow_imagenet=True):
 
 
 def imagenet_layout(depth, preact, extras):
-    return dict(extras)
+    """Fill in the extras that reproduce keras.applications' layout for ``weights="imagenet"``.
+
+    Args:
+        depth: int, the requested depth (checked later by :func:`check_imagenet_compatible`).
+        preact: bool, True for the V2 (pre-activation) nets.
+        extras: dict, the user's extra keyword arguments of ``ResNet``.
+
+    Returns:
+        A new dict: ``extras`` with ``stride_at``, ``downsample_at`` and
+        ``stem_bias`` set where the user left them unset.
+
+    Raises:
+        ValueError: naming the argument the user set to a value the official
+            weights cannot fill.
+
+    Example:
+
+    >>> imagenet_layout(50, True, {})
+    {'stride_at': '3x3', 'downsample_at': 'last', 'stem_bias': True}
+    """
+    layout = LAYOUTS[bool(preact)]
+    result = dict(extras)
+    for key, value in layout.items():
+        given = result.get(key)
+        if given is None:
+            result[key] = value
+        elif given != value:
+            net = f"ResNet{depth}" + ("V2" if preact else "")
+            raise ValueError(
+                f"Invalid value for argument `{key}` with weights='imagenet': received "
+                f"{given!r}; keras.applications' {net} weights need {key}={value!r} "
+                f"(leave it unset).")
+    return result
 
 
 def check_imagenet_compatible(depth, arch, include_top, classes):
+    """Raise a ValueError unless the official weights fit this architecture and head."""
     if depth not in IMAGENET_WEIGHT_DEPTHS or arch.family != "imagenet":
-        raise ValueError(f"weights='imagenet' exists for ImageNet depths {IMAGENET_WEIGHT_DEPTHS}; "
-                         f"received depth={depth}.")
+        hint = (" (small inputs resolve to the CIFAR family; pass family='imagenet')"
+                if depth in IMAGENET_WEIGHT_DEPTHS else "")
+        raise ValueError(f"Invalid value for argument `weights`: 'imagenet' weights exist for "
+                         f"ImageNet depths {IMAGENET_WEIGHT_DEPTHS}; received depth={depth}, "
+                         f"family={arch.family!r}{hint}.")
+    if include_top and classes not in (None, IMAGENET_CLASSES):
+        raise ValueError(f"Invalid value for argument `classes` with weights='imagenet' and "
+                         f"include_top=True: received {classes!r}; the ImageNet classifier "
+                         f"has {IMAGENET_CLASSES} classes (or use include_top=False).")
+    expected = _expected_architecture(depth, arch.ordering == "full_preact")
+    for field, argument in _FIXED_FIELDS.items():
+        got, want = getattr(arch, field), getattr(expected, field)
+        if got != want:
+            raise ValueError(f"Invalid value for argument `{argument}` with weights='imagenet': "
+                             f"the network has {field}={got!r}; the official weights need "
+                             f"{field}={want!r}.")
 
+
+def _expected_architecture(depth, preact):
+    from keras_resnet import models
+
+    return models.resolve_architecture(depth, preact=preact, family="imagenet",
+                                       **LAYOUTS[preact])
+
+
+# -- recognising keras.applications models and files ---------------------------------
+
+_BLOCK_NAME = re.compile(r"^conv([2-5])_block(\d+)_1_conv$")
+
+
+def detect_flavor(layer_names, argument="model"):
+    """Recognise a keras.applications ResNet from its layer names.
+
+    Args:
+        layer_names: iterable of str, the layer names of a model or weights file.
+        argument: str, the argument to name in errors.
+
+    Returns:
+        A :class:`Flavor`.
+
+    Example:
+
+    >>> blocks = [f"conv{s}_block{b}_1_conv" for s, n in zip((2, 3, 4, 5), (3, 4, 6, 3))
+    ...           for b in range(1, n + 1)]
+    >>> detect_flavor(["conv1_conv", "post_bn"] + blocks)
+    Flavor(depth=50, preact=True)
+    """
+    names = set(layer_names)
+    counts = {}
+    for name in names:
+        match = _BLOCK_NAME.match(name)
+        if match:
+            stage, index = int(match.group(1)), int(match.group(2))
+            counts[stage] = max(counts.get(stage, 0), index)
+    stage_blocks = tuple(counts.get(s, 0) for s in (2, 3, 4, 5))
+    depth = next((d for d, (block, table) in specs.IMAGENET_DEPTHS.items()
+                  if block == "bottleneck" and table == stage_blocks), None)
+    if "conv1_conv" not in names or depth not in IMAGENET_WEIGHT_DEPTHS:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`: expected a keras.applications "
+            "ResNet50/101/152 or ResNet50V2/101V2/152V2 (layers conv1_conv, "
+            f"conv{{2..5}}_block{{b}}_{{0..3}}_conv, ...); found blocks per stage "
+            f"{stage_blocks} in {len(names)} layers.")
+    return Flavor(depth, "post_bn" in names)
+
+
+def _h5_layer_groups(path):
+    """(group of layer weights, layer names) of a legacy Keras ``.h5`` file, or None."""
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        return None
+    group = f["model_weights"] if "model_weights" in f else f
+    if "layer_names" not in group.attrs:
+        f.close()
+        return None
+    names = [n.decode("utf8") if isinstance(n, bytes) else str(n)
+             for n in group.attrs["layer_names"]]
+    return f, group, names
+
+
+def _file_head(group):
+    """Classes of the file's classifier, or None when it has none."""
+    if "predictions" not in group:
+        return None
+    shapes = []
+    group["predictions"].visititems(
+        lambda name, obj: shapes.append(obj.shape) if hasattr(obj, "shape") else None)
+    kernel = next((s for s in shapes if len(s) == 2), None)
+    return None if kernel is None else int(kernel[-1])
+
+
+def keras_applications_model(flavor, *, weights=None, include_top=False, classes=IMAGENET_CLASSES,
+                             input_shape=None, **kwargs):
+    """Build the keras.applications model of ``flavor`` (and load its weights).
+
+    ``weights="imagenet"`` downloads the official file once into
+    ``~/.keras/models`` and checks its hash (both done by Keras).
+    """
+    constructor = getattr(keras.applications, flavor.application)
+    return constructor(weights=weights, include_top=include_top, classes=classes,
+                       input_shape=input_shape, **kwargs)
+
+
+# -- conversion ------------------------------------------------------------------------
+
+def from_keras_applications(model, *, name=None):
+    """Convert a keras.applications ResNet into the equivalent keras_resnet model.
+
+    Accepts ResNet50/101/152 and ResNet50V2/101V2/152V2 built with any
+    ``include_top``, ``pooling``, ``classes``, ``classifier_activation`` and input
+    shape. The result computes the same function in inference mode (up to float
+    rounding): conv biases are folded into the BatchNorm statistics, the V2
+    stride placement is reproduced.
+
+    Args:
+        model: a ``keras.Model`` built by ``keras.applications.ResNet*``.
+        name: str or None, the name of the new model (default: ours).
+
+    Returns:
+        A ``keras.Model`` built by ``keras_resnet.ResNet``.
+
+    Example:
+
+    >>> import keras
+    >>> source = keras.applications.ResNet50(weights=None, include_top=False,
+    ...                                      input_shape=(32, 32, 3), pooling="avg")
+    >>> model = from_keras_applications(source)
+    >>> model.name, model.output_shape
+    ('resnet50', (None, 2048))
+    """
+    from keras_resnet import models
+
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"Argument `model` must be a keras.Model built by keras.applications; "
+                        f"received {type(model).__name__}.")
+    flavor = detect_flavor((layer.name for layer in model.layers), "model")
+    names = {layer.name for layer in model.layers}
+    include_top = "predictions" in names
+    pooling = None if include_top else ("avg" if "avg_pool" in names else
+                                        "max" if "max_pool" in names else None)
+    kwargs = {}
+    if include_top:
+        head = model.get_layer("predictions")
+        kwargs["classes"] = head.units
+        kwargs["classifier_activation"] = keras.activations.serialize(head.activation)
+    stem = model.get_layer("conv1_conv")
+    target = models.ResNet(flavor.depth, preact=flavor.preact, family="imagenet",
+                           include_top=include_top, pooling=pooling,
+                           input_shape=tuple(model.input_shape[1:]),
+                           data_format=stem.data_format, name=name,
+                           **LAYOUTS[flavor.preact], **kwargs)
+    transfer(model, target)
+    return target
+
+
+def transfer(source, target):
+    """Copy a keras.applications ResNet's weights into a keras_resnet model, folding biases.
+
+    Args:
+        source: a keras.applications ResNet model (see :func:`detect_flavor`).
+        target: a keras_resnet ``ResNet`` model of the same depth and layout
+            (post-activation for ResNet*, ``preact=True`` with keras.applications'
+            V2 layout for ResNet*V2).
+
+    Raises:
+        ValueError: when ``target`` does not compute the same function
+            (different depth, ordering, stride placement, shortcut, head...).
+    """
+    flavor = detect_flavor((layer.name for layer in source.layers), "source")
+    src = {layer.name: layer for layer in source.layers}
+    blocks = _target_blocks(target, flavor)
+    stem = _get(target, "stem")
+    if flavor.preact:
+        _transfer_v2(src, stem, blocks, target)
+    else:
+        _transfer_v1(src, stem, blocks)
+    _transfer_head(src, target)
+
+
+def _get(model, name):
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        raise ValueError(f"the model {model.name!r} has no layer {name!r}; it is not a "
+                         "keras_resnet ImageNet bottleneck ResNet") from None
+
+
+def _target_blocks(target, flavor):
+    """{(stage, index): block layer} of ``target``, checked against ``flavor``'s table."""
+    from keras_resnet import layers
+
+    blocks = {}
+    for layer in target.layers:
+        match = re.match(r"^stage(\d)_block(\d+)$", layer.name)
+        if match and isinstance(layer, layers.BottleneckBlock):
+            blocks[int(match.group(1)), int(match.group(2))] = layer
+    table = specs.IMAGENET_DEPTHS[flavor.depth][1]
+    found = tuple(sum(1 for s, _ in blocks if s == stage) for stage in range(1, 5))
+    if found != table:
+        raise ValueError(f"the model {target.name!r} has bottleneck blocks per stage {found}; "
+                         f"keras.applications' {flavor.application} has {table}")
+    ordering = "full_preact" if flavor.preact else "post"
+    for (s, b), block in blocks.items():
+        wrong = [f"{k}={getattr(block, k)!r}" for k, v in
+                 (("ordering", ordering), ("skip", "identity"), ("residual", True))
+                 if getattr(block, k) != v]
+        if wrong:
+            raise ValueError(f"block {block.name!r} has {', '.join(wrong)}; keras.applications' "
+                             f"{flavor.application} needs ordering={ordering!r}, "
+                             "skip='identity', residual=True")
+    return blocks
+
+
+def _values(layer):
+    return [np.asarray(w, dtype=np.float64) for w in layer.get_weights()]
+
+
+def _set(layer, values, what):
+    current = layer.get_weights()
+    shapes = [tuple(v.shape) for v in values]
+    if [tuple(w.shape) for w in current] != shapes:
+        raise ValueError(f"layer {layer.name!r} holds weights of shapes "
+                         f"{[tuple(w.shape) for w in current]}; {what} has {shapes}")
+    layer.set_weights([np.asarray(v, dtype=w.dtype) for v, w in zip(values, current)])
+
+
+def _copy_conv(conv, source):
+    """Copy the kernel of ``source`` into ``conv``; return the source bias (zeros if none)."""
+    values = _values(source)
+    if tuple(conv.strides) != tuple(source.strides):
+        raise ValueError(f"convolution {conv.name!r} has strides {tuple(conv.strides)}; "
+                         f"{source.name!r} has {tuple(source.strides)} (stride placement "
+                         "differs: check stride_at and downsample_at)")
+    bias = values[1] if source.use_bias else np.zeros(values[0].shape[-1])
+    if conv.use_bias:
+        _set(conv, [values[0], bias], source.name)
+        return np.zeros_like(bias)
+    _set(conv, [values[0]], source.name)
+    return bias
+
+
+def _fold_bn(bn, source, bias):
+    """Copy BatchNorm ``source`` into ``bn``, ``bias`` added to its input folded in."""
+    gamma, beta, mean, variance = _values(source)
+    variance = variance + source.epsilon - bn.epsilon
+    if np.any(variance < 0):
+        raise ValueError(f"BatchNorm {bn.name!r} has epsilon {bn.epsilon}, larger than "
+                         f"{source.name!r}'s {source.epsilon} plus its moving variance; "
+                         "use a smaller bn_epsilon")
+    _set(bn, [gamma, beta, mean - bias, variance], source.name)
+
+
+def _check_shortcut(block, has_projection, source_name):
+    kind = block._shortcut_kind
+    if has_projection != (kind == "projection"):
+        raise ValueError(f"block {block.name!r} has a {kind!r} shortcut where "
+                         f"keras.applications' {source_name} has "
+                         f"{'a projection' if has_projection else 'none'} (check `shortcut`)")
+
+
+def _transfer_v1(src, stem, blocks):
+    """ResNet50/101/152: conv + BN pairs, each bias folded into its own BN."""
+    if stem.bn is None:
+        raise ValueError("the stem has no BatchNorm; keras.applications' ResNet (v1) has one")
+    _fold_bn(stem.bn, src["conv1_bn"], _copy_conv(stem.conv, src["conv1_conv"]))
+    for (s, b), block in blocks.items():
+        prefix = f"conv{s + 1}_block{b}"
+        has_projection = f"{prefix}_0_conv" in src
+        _check_shortcut(block, has_projection, prefix)
+        for i, (conv, bn) in enumerate(zip(block.convs, block.bns), start=1):
+            _fold_bn(bn, src[f"{prefix}_{i}_bn"], _copy_conv(conv, src[f"{prefix}_{i}_conv"]))
+        if has_projection:
+            _fold_bn(block.shortcut_bn, src[f"{prefix}_0_bn"],
+                     _copy_conv(block.shortcut_conv, src[f"{prefix}_0_conv"]))
+
+
+def _transfer_v2(src, stem, blocks, target):
+    """ResNet50V2/101V2/152V2: the stream's accumulated bias folds into its readers' BNs."""
+    if not stem.conv.use_bias:
+        raise ValueError("the stem convolution has no bias; keras.applications' ResNetV2 "
+                         "stem bias cannot be folded (build with stem_bias=True)")
+    _copy_conv(stem.conv, src["conv1_conv"])
+    stream = 0.0  # bias carried by the residual stream, relative to ours
+    for (s, b), block in sorted(blocks.items()):
+        prefix = f"conv{s + 1}_block{b}"
+        has_projection = f"{prefix}_0_conv" in src
+        _check_shortcut(block, has_projection, prefix)
+        _fold_bn(block.bns[0], src[f"{prefix}_preact_bn"], stream)
+        biases = [_copy_conv(conv, src[f"{prefix}_{i}_conv"])
+                  for i, conv in enumerate(block.convs, start=1)]
+        # The inner convolutions of V2 blocks have no bias; fold anyway for generality.
+        _fold_bn(block.bns[1], src[f"{prefix}_1_bn"], biases[0])
+        _fold_bn(block.bns[2], src[f"{prefix}_2_bn"], biases[1])
+        if has_projection:
+            stream = _copy_conv(block.shortcut_conv, src[f"{prefix}_0_conv"]) + biases[2]
+        else:
+            stream = stream + biases[2]
+    _fold_bn(_get(target, "post_bn"), src["post_bn"], stream)
+
+
+def _transfer_head(src, target):
+    names = {layer.name for layer in target.layers}
+    if "predictions" not in names:
+        return
+    if "predictions" not in src:
+        raise ValueError("the model has a classifier (include_top=True); the source has none "
+                         "(build with include_top=False)")
+    _set(target.get_layer("predictions"), _values(src["predictions"]), "predictions")
+
+
+# -- loading (called by models.ResNet) -------------------------------------------------
 
 def load(model, weights, depth=None, preact=False):
-    model.load_weights(os.fspath(weights))
+    """Load ``weights`` into a model built by ``ResNet`` or ``WideResNet``.
+
+    Args:
+        model: the ``keras.Model`` to fill.
+        weights: ``"imagenet"`` (the official keras.applications file of
+            ``depth``/``preact``, downloaded by Keras with its hash check), the
+            path of an official-format ``.h5`` file (legacy Keras weights, as
+            keras.applications loads them) or of one of our ``.weights.h5`` files.
+        depth: int, the depth the model was built with.
+        preact: bool, whether the model is pre-activation.
+
+    Raises:
+        ValueError: naming ``weights`` when the weights do not fit the model.
+        OSError: when the official file cannot be downloaded.
+    """
+    include_top = "predictions" in {layer.name for layer in model.layers}
+    if isinstance(weights, str) and weights == "imagenet":
+        flavor = Flavor(depth, bool(preact))
+        try:
+            source = keras_applications_model(flavor, weights="imagenet", include_top=include_top)
+        except Exception as error:
+            url = WEIGHTS_URL + flavor.file_name(include_top)
+            raise OSError(
+                f"Could not get the ImageNet weights of keras.applications' "
+                f"{flavor.application} ({error}). Keras downloads {url} once into "
+                "~/.keras/models and checks its hash; offline, copy that file here and "
+                "pass weights=<its path>.") from error
+        _transfer_or_fail(source, model, "'imagenet'")
+        return
+    path = os.fspath(weights)
+    official = _h5_layer_groups(path)
+    if official is None:
+        try:
+            model.load_weights(path)
+        except Exception as error:
+            raise ValueError(f"Invalid value for argument `weights`: the file {path!r} does not "
+                             f"fit the model {model.name!r} (a file saved by "
+                             f"model.save_weights() from the same architecture, or a "
+                             f"keras.applications ResNet .h5 file is expected): {error}") from error
+        return
+    f, group, names = official
+    try:
+        try:
+            flavor = detect_flavor(names, "weights")
+        except ValueError as error:
+            raise ValueError(f"{error} (file {path!r})") from None
+        classes = _file_head(group)
+    finally:
+        f.close()
+    if include_top and classes is None:
+        raise ValueError(f"Invalid value for argument `weights`: the file {path!r} has no "
+                         "classifier; build the model with include_top=False.")
+    source = keras_applications_model(flavor, include_top=classes is not None,
+                                      classes=classes or IMAGENET_CLASSES)
+    source.load_weights(path)
+    _transfer_or_fail(source, model, repr(path))
+
+
+def _transfer_or_fail(source, model, what):
+    flavor = detect_flavor(layer.name for layer in source.layers)
+    try:
+        transfer(source, model)
+    except ValueError as error:
+        raise ValueError(
+            f"Invalid value for argument `weights`: {what} holds keras.applications' "
+            f"{flavor.application}, which does not fit the model {model.name!r}: {error}.") from error
