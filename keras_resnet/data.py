@@ -1,14 +1,46 @@
 """Input data: scikit-learn's bundled digits, TFDS datasets, image folders, synthetic.
 
-Every loader yields raw uint8 RGB images; :mod:`keras_resnet.preprocessing`
-turns them into network inputs.
+Every source holds raw uint8 RGB images (in memory or as files);
+:func:`load` wraps one in an :class:`InputData` whose ``train_dataset`` and
+``test_dataset`` build ``tf.data`` pipelines that decode, augment and
+normalize in parallel. The preprocessing is described by a
+:mod:`keras_resnet.preprocessing` spec, the same one that goes into every
+export, so serving sees exactly what evaluation saw.
+
+Determinism: the order of the training examples and every random
+augmentation are a function of ``(seed, epoch, position in the epoch)``
+only (NumPy permutations and TensorFlow *stateless* random ops), so a run
+that resumes at epoch ``e`` sees exactly the batches an uninterrupted run
+saw.
+
+TensorFlow is imported lazily: ``import keras_resnet.data`` is cheap, the
+pipelines need TensorFlow whatever the Keras backend.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+
 import numpy as np
 
+from keras_resnet import preprocessing as prep
+
+DATASETS = ("cifar10", "cifar100", "digits", "synthetic", "imagenet2012")
+TFDS_DATASETS = ("cifar10", "cifar100", "imagenet2012")
+FAMILIES = ("cifar", "imagenet")
 DIGITS_CLASSES = [str(i) for i in range(10)]
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
+HOLDOUT_FRACTION = 0.1  # CIFAR: 45k/5k
+CIFAR_PAD = 4
+DIGITS_PAD = 1  # +-1 pixel translations of the 8x8 digits, no flips
+RRC_SCALE = (0.08, 1.0)
+RRC_RATIO = (3 / 4, 4 / 3)
+
+
+class DataError(ValueError):
+    """Bad data argument or missing data (a ``ValueError``; recipes exit with code 2)."""
 
 
 def load_digits(seed=0, test_fraction=0.2):
@@ -17,6 +49,12 @@ def load_digits(seed=0, test_fraction=0.2):
     Returns ``(x_train, y_train), (x_test, y_test)`` with a fixed, stratified
     split (``seed``). Pixel values 0..16 are scaled to 0..255 and the gray
     channel is repeated three times.
+
+    Example:
+
+    >>> (x, y), (xt, yt) = load_digits(seed=0)
+    >>> x.shape, x.dtype, xt.shape
+    ((1437, 8, 8, 3), dtype('uint8'), (360, 8, 8, 3))
     """
     from sklearn.datasets import load_digits as sk_load_digits
     from sklearn.model_selection import train_test_split
@@ -28,3 +66,460 @@ def load_digits(seed=0, test_fraction=0.2):
     x_train, x_test, y_train, y_test = train_test_split(
         images, labels, test_size=test_fraction, random_state=seed, stratify=labels)
     return (x_train, y_train), (x_test, y_test)
+
+
+# --------------------------------------------------------------------------- sources
+@dataclasses.dataclass
+class _Split:
+    """Examples of one split: uint8 images in memory, or image file paths.
+
+    ``images`` is a uint8 array (N, H, W, 3) for in-memory data, or an array
+    of file paths (str); ``records`` is a callable ``(seed, epoch) ->
+    tf.data.Dataset`` of ``(encoded image bytes, label)`` for TFDS ImageNet.
+    """
+
+    labels: np.ndarray | None
+    images: np.ndarray | None = None
+    records: object = None
+    size: int = 0
+
+    def __post_init__(self):
+        if self.labels is not None:
+            self.labels = np.asarray(self.labels, np.int32)
+            self.size = len(self.labels)
+
+    @property
+    def kind(self):
+        if self.records is not None:
+            return "records"
+        return "files" if self.images.dtype.kind in "USO" else "array"
+
+
+@dataclasses.dataclass
+class InputData:
+    """A loaded dataset and the tf.data pipelines that feed a network.
+
+    Attributes:
+        name: ``"cifar10"``, ``"cifar100"``, ``"digits"``, ``"synthetic"``,
+            ``"imagenet2012"`` or ``"folder"``.
+        family: ``"cifar"`` (pad-and-crop augmentation) or ``"imagenet"``
+            (random-resized-crop, resize-256 centre-crop-224 evaluation).
+        num_classes: number of classes.
+        class_names: one name per class (folder names for image folders).
+        preprocessing: the :mod:`keras_resnet.preprocessing` spec of the
+            evaluation / serving input.
+        train_size: training examples per epoch.
+        test_size: test (or, with ``holdout``, validation) examples.
+        skipped_files: undecodable image files skipped (image folders), else 0.
+        seed: seed of the split, the shuffling and the augmentation.
+        holdout: whether ``test_dataset`` is a held-out part of the training set.
+    """
+
+    name: str
+    family: str
+    num_classes: int
+    class_names: list = dataclasses.field(repr=False)
+    preprocessing: dict = dataclasses.field(repr=False)
+    train_size: int
+    test_size: int
+    skipped_files: int = 0
+    seed: int = 0
+    holdout: bool = False
+    augment: str = "cifar"
+    skipped_paths: list = dataclasses.field(default_factory=list, repr=False)
+    _train: _Split = dataclasses.field(default=None, repr=False)
+    _test: _Split = dataclasses.field(default=None, repr=False)
+
+    def input_shape(self):
+        """The ``(height, width, 3)`` input the network takes."""
+        h, w = self.preprocessing["input_size"]
+        return (int(h), int(w), 3)
+
+    def steps_per_epoch(self, batch_size):
+        """Training batches per epoch (the last partial batch is dropped)."""
+        return self.train_size // _check_batch_size(batch_size)
+
+    def train_dataset(self, batch_size, epoch=0):
+        """Shuffled, augmented, normalized training batches of one epoch.
+
+        Yields ``(float32 images (B, H, W, 3), int32 labels (B,))``; the last
+        partial batch is dropped. The order and the augmentation depend only
+        on ``(seed, epoch)``: calling this twice with the same epoch gives the
+        same batches.
+
+        Args:
+            batch_size: int, global batch size.
+            epoch: int, epoch number (0-based).
+        """
+        import tensorflow as tf
+
+        batch_size = _check_batch_size(batch_size)
+        if self.train_size < batch_size:
+            raise DataError(f"Invalid value for argument `batch_size`: received {batch_size}, "
+                            f"larger than the {self.train_size} training examples of {self.name!r}.")
+        epoch_seed = _epoch_seed(self.seed, epoch)
+        split = self._train
+        if split.kind == "records":
+            ds = split.records(self.seed, int(epoch))
+        else:
+            order = np.random.default_rng([self.seed, int(epoch), 7]).permutation(split.size)
+            ds = _slices(split, order)
+        ds = ds.enumerate()
+        augment = self._augment_fn(split.kind, epoch_seed)
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=tf.data.AUTOTUNE,
+                      deterministic=True)
+        return _finish(ds)
+
+    def test_dataset(self, batch_size):
+        """Evaluation batches in a fixed order, the last partial batch kept.
+
+        Yields ``(float32 images, int32 labels)`` preprocessed as
+        ``self.preprocessing`` says (ImageNet: resize-256 centre-crop-224).
+        """
+        import tensorflow as tf
+
+        batch_size = _check_batch_size(batch_size)
+        split = self._test
+        if split.kind == "records":
+            ds = split.records(self.seed, None)
+        else:
+            ds = _slices(split, np.arange(split.size))
+        spec = self.preprocessing
+        decode = _decoder(split.kind)
+
+        def evaluate(image, label):
+            return _normalize(_eval_resize(decode(image), spec), spec), label
+
+        ds = ds.map(evaluate, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if split.kind == "array":
+            ds = ds.cache()  # small, decoded, deterministic: keep it after the first pass
+        ds = ds.batch(batch_size, drop_remainder=False)
+        return _finish(ds)
+
+    def raw_test_images(self, n):
+        """Up to ``n`` raw uint8 RGB test images at the input size, and their labels.
+
+        For int8 calibration and parity tests: the images are what a user
+        would send to an exported model (evaluation resize, no normalization).
+        """
+        import tensorflow as tf
+
+        n = min(int(n), self.test_size)
+        split = self._test
+        if split.kind == "array":
+            images = split.images[:n]
+            if images.shape[1:3] != self.input_shape()[:2]:
+                images = _to_uint8(_eval_resize(tf.cast(images, tf.float32), self.preprocessing))
+            return np.asarray(images, np.uint8), split.labels[:n].copy()
+        if split.kind == "records":
+            ds = split.records(self.seed, None)
+        else:
+            ds = _slices(split, np.arange(n))
+        decode, spec = _decoder(split.kind), self.preprocessing
+        ds = ds.take(n).map(lambda im, y: (_to_uint8(_eval_resize(decode(im), spec)), y))
+        images, labels = [], []
+        for im, y in ds.as_numpy_iterator():
+            images.append(im)
+            labels.append(y)
+        shape = (0,) + self.input_shape()
+        return (np.stack(images) if images else np.zeros(shape, np.uint8),
+                np.asarray(labels, np.int32))
+
+    # ----------------------------------------------------------------- internals
+    def _augment_fn(self, kind, epoch_seed):
+        import tensorflow as tf
+
+        decode, spec, mode = _decoder(kind), self.preprocessing, self.augment
+        size = tuple(spec["input_size"])
+
+        def augment(index, example):
+            image, label = example
+            seed = tf.stack([tf.constant(epoch_seed, tf.int64), tf.cast(index, tf.int64)])
+            seeds = tf.random.experimental.stateless_split(seed, 3)
+            if mode == "imagenet":
+                image = _random_resized_crop(image, size, seeds[0], kind)
+            else:
+                image = decode(image)
+                if kind != "array" or image.shape[0] != size[0] or image.shape[1] != size[1]:
+                    image = tf.image.resize(image, size, method="bilinear")
+                pad = DIGITS_PAD if mode == "digits" else CIFAR_PAD
+                image = _pad_crop(tf.cast(image, tf.float32), size, pad, seeds[0])
+            if mode != "digits":
+                image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+            return _normalize(image, spec), label
+
+        return augment
+
+
+def _check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise DataError(f"Invalid value for argument `batch_size`: received {batch_size!r}; "
+                        "expected a positive int.")
+    return int(batch_size)
+
+
+def _epoch_seed(seed, epoch):
+    """One int64 stream id per (seed, epoch), well mixed."""
+    ss = np.random.SeedSequence([int(seed), int(epoch), 11])
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def _slices(split, order):
+    import tensorflow as tf
+
+    images = split.images[order]
+    labels = split.labels[order]
+    return tf.data.Dataset.from_tensor_slices((images, labels))
+
+
+def _finish(ds):
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _decoder(kind):
+    """Function: stored example -> float32 (H, W, 3) image with values 0..255."""
+    import tensorflow as tf
+
+    if kind == "array":
+        return lambda image: tf.cast(image, tf.float32)
+
+    def decode(contents_or_path):
+        contents = tf.io.read_file(contents_or_path) if kind == "files" else contents_or_path
+        image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+        image.set_shape([None, None, 3])
+        return tf.cast(image, tf.float32)
+
+    return decode
+
+
+def _normalize(image, spec):
+    """Pixels 0..255 -> (x * scale - mean) / std, as :func:`preprocessing.normalize`."""
+    import tensorflow as tf
+
+    mean = tf.constant(spec["mean"], tf.float32)
+    std = tf.constant(spec["std"], tf.float32)
+    return (tf.cast(image, tf.float32) * spec["scale"] - mean) / std
+
+
+def _to_uint8(image):
+    import tensorflow as tf
+
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def _eval_resize(image, spec):
+    """Resize one float image (H, W, 3) as ``spec`` says; TensorFlow twin of
+    :func:`preprocessing.resize_images` (same rounding, same crop offsets)."""
+    import tensorflow as tf
+
+    h, w = spec["input_size"]
+    if spec["resize"] == "stretch":
+        if image.shape[0] == h and image.shape[1] == w:
+            return image
+        return tf.image.resize(image, (h, w), method="bilinear")
+    frac = spec.get("crop_fraction", 0.875)
+    rh, rw = int(round(h / frac)), int(round(w / frac))
+    shape = tf.shape(image)
+    in_h, in_w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    ratio = tf.maximum(rh / in_h, rw / in_w)
+    new_h = tf.cast(tf.round(in_h * ratio), tf.int32)
+    new_w = tf.cast(tf.round(in_w * ratio), tf.int32)
+    image = tf.image.resize(image, tf.stack([new_h, new_w]), method="bilinear")
+    return tf.image.crop_to_bounding_box(image, (new_h - h) // 2, (new_w - w) // 2, h, w)
+
+
+def _pad_crop(image, size, pad, seed):
+    """Zero-pad ``pad`` pixels on each side, then a random ``size`` crop."""
+    import tensorflow as tf
+
+    image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+    return tf.image.stateless_random_crop(image, (size[0], size[1], 3), seed=seed)
+
+
+def _random_resized_crop(image, size, seed, kind):
+    """Random-resized-crop (area 8%..100%, aspect 3/4..4/3) to ``size``.
+
+    Files and TFDS records are cropped while decoding when they are JPEG
+    (``decode_and_crop_jpeg``), the others are decoded first.
+    """
+    import tensorflow as tf
+
+    if kind == "array":
+        shape = tf.shape(image)
+        pixels = tf.cast(image, tf.float32)
+    else:
+        contents = tf.io.read_file(image) if kind == "files" else image
+        is_jpeg = tf.io.is_jpeg(contents)
+        decoded = tf.cond(is_jpeg, lambda: tf.zeros([1, 1, 3], tf.uint8),
+                          lambda: _decode_any(contents))
+        shape = tf.cond(is_jpeg, lambda: tf.io.extract_jpeg_shape(contents),
+                        lambda: tf.shape(decoded))
+    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]), seed=seed,
+        min_object_covered=0.0, aspect_ratio_range=RRC_RATIO, area_range=RRC_SCALE,
+        max_attempts=10, use_image_if_no_bounding_boxes=True)
+    y, x = begin[0], begin[1]
+    ch, cw = crop_size[0], crop_size[1]
+    if kind == "array":
+        crop = tf.slice(pixels, [y, x, 0], [ch, cw, 3])
+    else:
+        window = tf.stack([y, x, ch, cw])
+        crop = tf.cond(
+            is_jpeg,
+            lambda: tf.io.decode_and_crop_jpeg(contents, window, channels=3),
+            lambda: tf.slice(decoded, [y, x, 0], [ch, cw, 3]))
+        crop = tf.cast(crop, tf.float32)
+    crop = tf.image.resize(crop, size, method="bilinear")
+    crop.set_shape([size[0], size[1], 3])
+    return crop
+
+
+def _decode_any(contents):
+    import tensorflow as tf
+
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+# --------------------------------------------------------------------------- loaders
+def load(name="cifar10", *, data_dir=None, seed=0, holdout=False, image_size=None,
+         synthetic_examples=1024, num_classes=None, tfds_data_dir=None):
+    """Load a dataset by name, or image folders, for training and evaluation.
+
+    Args:
+        name: str or None, one of :data:`DATASETS`; ignored (may be None or
+            ``"folder"``) when ``data_dir`` is given, except that
+            ``"digits"`` and ``"synthetic"`` conflict with it.
+        data_dir: str or None, a folder with ``train/<class>/`` and
+            ``val/<class>/`` image files (JPEG, PNG, BMP, GIF, WebP).
+            Undecodable files are skipped and counted; grayscale and RGBA
+            images are converted to RGB.
+        seed: int, seed of the split, the shuffling and the augmentation.
+        holdout: bool, hold out 10% of the training set (CIFAR: 45k/5k) and
+            evaluate on it instead of the test set.
+        image_size: int or None, the square input size: 32 for CIFAR, 8 for
+            the digits, 224 for ImageNet, image folders and synthetic data
+            default to 224 and 32. Below 64 the CIFAR augmentation is used,
+            otherwise the ImageNet one.
+        synthetic_examples: int, training examples of ``"synthetic"`` (the
+            test set has a quarter as many).
+        num_classes: int or None, classes of ``"synthetic"`` (default 10, or
+            1000 at ImageNet sizes).
+        tfds_data_dir: str or None, TFDS data directory (default: TFDS's,
+            ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
+
+    Returns:
+        An :class:`InputData`.
+
+    Example:
+
+    >>> data = load("digits")
+    >>> data.train_size, data.test_size, data.input_shape(), data.family
+    (1437, 360, (8, 8, 3), 'cifar')
+    """
+    seed = _check_int("seed", seed, minimum=0)
+    if image_size is not None:
+        image_size = _check_int("image_size", image_size, minimum=8)
+    if not isinstance(holdout, bool):
+        raise DataError(f"Invalid value for argument `holdout`: received {holdout!r}; expected a bool.")
+    if data_dir is not None:
+        if name in ("digits", "synthetic"):
+            raise DataError(f"Conflicting arguments: `name`={name!r} (--dataset) with `data_dir`="
+                            f"{str(data_dir)!r} (--data-dir); pass one of them.")
+        return _load_folder(data_dir, seed=seed, holdout=holdout, image_size=image_size)
+    if name not in DATASETS:
+        raise DataError(f"Invalid value for argument `name` (--dataset): received {name!r}; "
+                        f"expected one of {', '.join(DATASETS)} (or `data_dir` / --data-dir).")
+    if name == "digits":
+        return _load_digits(seed=seed, holdout=holdout, image_size=image_size)
+    if name == "synthetic":
+        return _load_synthetic(seed=seed, holdout=holdout, image_size=image_size,
+                               examples=synthetic_examples, num_classes=num_classes)
+    if name in ("cifar10", "cifar100"):
+        return _load_tfds_cifar(name, seed=seed, holdout=holdout, image_size=image_size,
+                                tfds_data_dir=tfds_data_dir)
+    return _load_tfds_imagenet(seed=seed, holdout=holdout, image_size=image_size,
+                               tfds_data_dir=tfds_data_dir)
+
+
+def _check_int(arg, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise DataError(f"Invalid value for argument `{arg}`: received {value!r}; "
+                        f"expected an int >= {minimum}.")
+    return int(value)
+
+
+def _holdout_split(images, labels, seed):
+    """(train, held-out) index arrays: a fixed 10% of the training set."""
+    order = np.random.default_rng([seed, 5]).permutation(len(labels))
+    n_out = int(round(len(labels) * HOLDOUT_FRACTION))
+    return np.sort(order[n_out:]), np.sort(order[:n_out])
+
+
+def _array_data(name, family, augment, class_names, spec, train, test, seed, holdout):
+    (x, y), (xt, yt) = train, test
+    if holdout:
+        keep, out = _holdout_split(x, y, seed)
+        (x, y), (xt, yt) = (x[keep], y[keep]), (x[out], y[out])
+    return InputData(name=name, family=family, num_classes=len(class_names),
+                     class_names=list(class_names), preprocessing=spec, train_size=len(y),
+                     test_size=len(yt), seed=seed, holdout=holdout, augment=augment,
+                     _train=_Split(labels=y, images=np.ascontiguousarray(x)),
+                     _test=_Split(labels=yt, images=np.ascontiguousarray(xt)))
+
+
+def _channel_stats(images):
+    x = images.reshape(-1, 3).astype(np.float64) / 255.0
+    return tuple(np.round(x.mean(0), 4)), tuple(np.round(x.std(0), 4))
+
+
+def _load_digits(seed, holdout, image_size):
+    if image_size not in (None, 8):
+        raise DataError(f"Invalid value for argument `image_size`: received {image_size} for "
+                        "the digits; expected 8 (or None).")
+    train, test = load_digits(seed=seed)
+    mean, std = _channel_stats(train[0])
+    spec = prep.make_spec((8, 8), mean, std, resize="stretch")
+    return _array_data("digits", "cifar", "digits", DIGITS_CLASSES, spec, train, test,
+                       seed, holdout)
+
+
+def _load_synthetic(seed, holdout, image_size, examples, num_classes):
+    size = image_size or 32
+    family = "imagenet" if size >= 64 else "cifar"
+    if num_classes is None:
+        num_classes = 1000 if family == "imagenet" else 10
+    num_classes = _check_int("num_classes", num_classes, minimum=2)
+    examples = _check_int("synthetic_examples", examples, minimum=1)
+    rng = np.random.default_rng([seed, 3])
+    n_test = max(1, examples // 4)
+    images = rng.integers(0, 256, size=(examples + n_test, size, size, 3), dtype=np.uint8)
+    labels = rng.integers(0, num_classes, size=examples + n_test).astype(np.int32)
+    if family == "imagenet":
+        spec = prep.make_spec((size, size), prep.IMAGENET_MEAN, prep.IMAGENET_STD,
+                              resize="center_crop")
+    else:
+        spec = prep.make_spec((size, size), prep.CIFAR10_MEAN, prep.CIFAR10_STD)
+    names = [f"class_{i}" for i in range(num_classes)]
+    train = (images[:examples], labels[:examples])
+    test = (images[examples:], labels[examples:])
+    return _array_data("synthetic", family, family, names, spec, train, test, seed, holdout)
+
+
+def _load_tfds_cifar(name, seed, holdout, image_size, tfds_data_dir):
+    raise NotImplementedError  # filled in below
+
+
+def _load_tfds_imagenet(seed, holdout, image_size, tfds_data_dir):
+    raise NotImplementedError  # filled in below
+
+
+def _load_folder(data_dir, seed, holdout, image_size):
+    raise NotImplementedError  # filled in below

@@ -1,0 +1,169 @@
+"""keras_resnet.data: digits, synthetic, image folders, TFDS (mocked), determinism, errors."""
+
+import numpy as np
+import pytest
+
+from keras_resnet import data, preprocessing
+
+tf = pytest.importorskip("tensorflow")
+
+
+def batches(ds, n=None):
+    ds = ds if n is None else ds.take(n)
+    return list(ds.as_numpy_iterator())
+
+
+def assert_same_batches(a, b):
+    assert len(a) == len(b)
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
+def check_batch(x, y, shape, num_classes, spec):
+    assert x.dtype == np.float32 and y.dtype == np.int32
+    assert x.shape == shape and y.shape == shape[:1]
+    assert y.min() >= 0 and y.max() < num_classes
+    # normalized pixels stay within what uint8 inputs can give
+    lo = (0 - np.array(spec["mean"])) / np.array(spec["std"])
+    hi = (255 * spec["scale"] - np.array(spec["mean"])) / np.array(spec["std"])
+    assert np.all(x >= lo.min() - 1e-5) and np.all(x <= hi.max() + 1e-5)
+
+
+# ----------------------------------------------------------------------------- digits
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits", seed=0)
+
+
+def test_digits_split_and_metadata(digits):
+    assert (digits.name, digits.family, digits.num_classes) == ("digits", "cifar", 10)
+    assert digits.class_names == [str(i) for i in range(10)]
+    assert (digits.train_size, digits.test_size) == (1437, 360)
+    assert digits.train_size + digits.test_size == 1797
+    assert digits.input_shape() == (8, 8, 3)
+    assert digits.skipped_files == 0 and digits.steps_per_epoch(128) == 11
+    (x, y), (xt, yt) = data.load_digits(seed=0)
+    spec = digits.preprocessing
+    assert spec["input_size"] == [8, 8] and spec["resize"] == "stretch"
+    # the mean/std are the training split's own statistics
+    np.testing.assert_allclose(spec["mean"], x.reshape(-1, 3).mean(0) / 255, atol=1e-4)
+    np.testing.assert_allclose(spec["std"], x.reshape(-1, 3).std(0) / 255, atol=1e-4)
+    # stratified: every class in both splits in the same proportion (+-1 example)
+    np.testing.assert_array_less(np.abs(np.bincount(yt) - np.bincount(y) / 4), 1.01)
+
+
+def test_digits_split_depends_on_seed_only():
+    (x0, y0), _ = data.load_digits(seed=0)
+    (x0b, _), _ = data.load_digits(seed=0)
+    (x1, _), _ = data.load_digits(seed=1)
+    np.testing.assert_array_equal(x0, x0b)
+    assert not np.array_equal(x0, x1)
+
+
+def test_digits_test_dataset_is_exact_preprocessing(digits):
+    got = batches(digits.test_dataset(100))
+    assert [len(y) for _, y in got] == [100, 100, 100, 60]  # last partial batch kept
+    x = np.concatenate([b[0] for b in got])
+    y = np.concatenate([b[1] for b in got])
+    _, (xt, yt) = data.load_digits(seed=0)
+    np.testing.assert_array_equal(y, yt)
+    np.testing.assert_allclose(x, preprocessing.preprocess_numpy(xt, digits.preprocessing),
+                               rtol=1e-6, atol=1e-6)
+    raw, raw_y = digits.raw_test_images(7)
+    assert raw.dtype == np.uint8 and raw.shape == (7, 8, 8, 3)
+    np.testing.assert_array_equal(raw, xt[:7])
+    np.testing.assert_array_equal(raw_y, yt[:7])
+
+
+def test_digits_train_batches_deterministic_per_epoch(digits):
+    a = batches(digits.train_dataset(128, epoch=3))
+    b = batches(digits.train_dataset(128, epoch=3))
+    c = batches(digits.train_dataset(128, epoch=4))
+    assert len(a) == 11  # 1437 // 128, drop_remainder
+    assert_same_batches(a, b)
+    assert not np.array_equal(a[0][0], c[0][0])
+    assert not np.array_equal(a[0][1], c[0][1])
+    for x, y in a:
+        check_batch(x, y, (128, 8, 8, 3), 10, digits.preprocessing)
+    # an epoch is a permutation of the training set
+    labels = np.concatenate([y for _, y in a])
+    (_, y_train), _ = data.load_digits(seed=0)
+    assert np.all(np.bincount(labels, minlength=10) <= np.bincount(y_train))
+
+
+def test_digits_augmentation_is_small_translation_without_flip(digits):
+    """Each augmented digit equals its source shifted by at most 1 pixel (zero fill)."""
+    (x_train, _), _ = data.load_digits(seed=0)
+    spec = digits.preprocessing
+    x, _ = batches(digits.train_dataset(64, epoch=0), 1)[0]
+    raw = np.round(x * np.array(spec["std"]) / spec["scale"]
+                   + np.array(spec["mean"]) / spec["scale"]).astype(int)
+    padded = np.pad(x_train.astype(int), [(0, 0), (1, 1), (1, 1), (0, 0)])
+    shifts = [(dy, dx) for dy in range(3) for dx in range(3)]
+    seen = set()
+    for image in raw:
+        hits = [(dy, dx) for dy, dx in shifts
+                if np.any(np.all(padded[:, dy:dy + 8, dx:dx + 8] == image, axis=(1, 2, 3)))]
+        assert hits, "augmented digit is not a +-1 pixel translation of a training digit"
+        seen.update(hits)
+    assert len(seen) > 1  # several different shifts happen
+
+
+def test_digits_holdout():
+    held = data.load("digits", holdout=True)
+    assert held.holdout and (held.train_size, held.test_size) == (1293, 144)
+    x = np.concatenate([b[0] for b in batches(held.test_dataset(500))])
+    (x_train, _), _ = data.load_digits(seed=0)
+    # the held-out images come from the training split
+    flat = {im.tobytes() for im in x_train}
+    raw, _ = held.raw_test_images(144)
+    assert len(x) == 144 and all(im.tobytes() in flat for im in raw)
+
+
+# -------------------------------------------------------------------------- synthetic
+def test_synthetic_cifar_shape_and_determinism():
+    a = data.load("synthetic", seed=3, synthetic_examples=64)
+    b = data.load("synthetic", seed=3, synthetic_examples=64)
+    c = data.load("synthetic", seed=4, synthetic_examples=64)
+    assert (a.family, a.num_classes, a.input_shape()) == ("cifar", 10, (32, 32, 3))
+    assert (a.train_size, a.test_size) == (64, 16)
+    xa, ya = a.raw_test_images(16)
+    xb, yb = b.raw_test_images(16)
+    np.testing.assert_array_equal(xa, xb)
+    np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(xa, c.raw_test_images(16)[0])
+    assert_same_batches(batches(a.train_dataset(32, 1)), batches(b.train_dataset(32, 1)))
+    x, y = batches(a.train_dataset(32, 1), 1)[0]
+    check_batch(x, y, (32, 32, 32, 3), 10, a.preprocessing)
+
+
+def test_synthetic_imagenet_size():
+    s = data.load("synthetic", image_size=96, num_classes=5, synthetic_examples=8)
+    assert (s.family, s.num_classes, s.input_shape()) == ("imagenet", 5, (96, 96, 3))
+    assert s.preprocessing["resize"] == "center_crop"
+    x, y = batches(s.train_dataset(4, 0), 1)[0]
+    check_batch(x, y, (4, 96, 96, 3), 5, s.preprocessing)
+    x, y = batches(s.test_dataset(8), 1)[0]
+    assert x.shape == (2, 96, 96, 3)
+
+
+# ----------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("kwargs, match", [
+    ({"name": "mnist"}, r"`name` \(--dataset\): received 'mnist'; expected one of cifar10, cifar100"),
+    ({"name": "digits", "image_size": 32}, r"`image_size`: received 32"),
+    ({"name": "digits", "seed": -1}, r"`seed`: received -1"),
+    ({"name": "synthetic", "num_classes": 1}, r"`num_classes`: received 1"),
+    ({"name": "digits", "data_dir": "/tmp"}, r"Conflicting arguments: `name`='digits'"),
+])
+def test_load_errors(kwargs, match):
+    with pytest.raises(data.DataError, match=match) as info:
+        data.load(**kwargs)
+    assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
+
+
+def test_batch_size_errors(digits):
+    with pytest.raises(ValueError, match=r"`batch_size`: received 0"):
+        digits.train_dataset(0)
+    with pytest.raises(ValueError, match=r"`batch_size`: received 5000, larger than the 1437"):
+        digits.train_dataset(5000)
