@@ -521,5 +521,137 @@ def _load_tfds_imagenet(seed, holdout, image_size, tfds_data_dir):
     raise NotImplementedError  # filled in below
 
 
+def _folder_error(data_dir, problem):
+    return DataError(f"Invalid value for argument `data_dir` (--data-dir): received {str(data_dir)!r}, "
+                     f"{problem}; expected a folder with train/<class>/ and val/<class>/ image "
+                     f"files ({', '.join(IMAGE_EXTENSIONS)}).")
+
+
+def _list_images(folder):
+    """Sorted image files (by extension, case-insensitive) under ``folder``, recursively."""
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(os.path.join(root, f) for f in sorted(files)
+                     if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS))
+    return found
+
+
+def _class_folders(split_dir):
+    return sorted(e.name for e in os.scandir(split_dir)
+                  if e.is_dir() and not e.name.startswith("."))
+
+
+def cache_dir():
+    """Where folder scans are cached: ``$KERAS_RESNET_CACHE`` or ``~/.cache/keras_resnet``."""
+    return os.environ.get("KERAS_RESNET_CACHE",
+                          os.path.join(os.path.expanduser("~"), ".cache", "keras_resnet"))
+
+
+def _scan_key(paths):
+    import hashlib
+
+    digest = hashlib.sha256()
+    for p in paths:
+        st = os.stat(p)
+        digest.update(f"{os.path.abspath(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+def find_undecodable(paths):
+    """The subset of ``paths`` that TensorFlow cannot decode as images.
+
+    Every file is read and fully decoded once, in parallel, by the decoder the
+    pipelines use (``tf.io.decode_image``, 3 channels); truncated JPEGs,
+    text files named ``.jpg``, empty files and unsupported formats fail. The
+    answer is cached in :func:`cache_dir` under a key made of the paths,
+    sizes and modification times, so a second load of the same folder does
+    not decode it again.
+
+    Args:
+        paths: list of str, image file paths.
+
+    Returns:
+        list of str, the undecodable paths, in the order given.
+    """
+    import json
+
+    paths = [str(p) for p in paths]
+    if not paths:
+        return []
+    cache_file = os.path.join(cache_dir(), "folder_scans", _scan_key(paths) + ".json")
+    try:
+        with open(cache_file) as f:
+            return json.load(f)["undecodable"]
+    except (OSError, ValueError, KeyError):
+        pass
+    bad = _decode_pass(paths)
+    try:
+        os.makedirs(os.path.dirname(cache_file), exist_ok=True)
+        tmp = f"{cache_file}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"files": len(paths), "undecodable": bad}, f)
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass  # a read-only home only costs a new scan next time
+    return bad
+
+
+def _decode_pass(paths):
+    import tensorflow as tf
+
+    def try_decode(index, path):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return index, tf.reduce_min(tf.shape(image)[:2])
+
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), np.asarray(paths)))
+    ds = ds.map(try_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    ds = ds.ignore_errors()
+    good = {int(i) for i, side in ds.as_numpy_iterator() if side > 0}
+    return [p for i, p in enumerate(paths) if i not in good]
+
+
 def _load_folder(data_dir, seed, holdout, image_size):
-    raise NotImplementedError  # filled in below
+    import logging
+
+    data_dir = os.fspath(data_dir)
+    if not os.path.isdir(data_dir):
+        raise _folder_error(data_dir, "not an existing directory")
+    for sub in ("train", "val"):
+        if not os.path.isdir(os.path.join(data_dir, sub)):
+            raise _folder_error(data_dir, f"it has no {sub}/ sub-folder")
+    class_names = _class_folders(os.path.join(data_dir, "train"))
+    if not class_names:
+        raise _folder_error(data_dir, "train/ has no class folders")
+    extra = sorted(set(_class_folders(os.path.join(data_dir, "val"))) - set(class_names))
+    if extra:
+        raise _folder_error(data_dir, f"val/ has classes not in train/: {extra[:5]}")
+    splits, skipped = {}, []
+    for sub in ("train", "val"):
+        paths, labels = [], []
+        for label, cls in enumerate(class_names):
+            files = _list_images(os.path.join(data_dir, sub, cls))
+            paths += files
+            labels += [label] * len(files)
+        if not paths:
+            raise _folder_error(data_dir, f"{sub}/ has no image files")
+        bad = set(find_undecodable(paths))
+        if bad:
+            skipped += [p for p in paths if p in bad]
+            kept = [i for i, p in enumerate(paths) if p not in bad]
+            paths, labels = [paths[i] for i in kept], [labels[i] for i in kept]
+        if not paths:
+            raise _folder_error(data_dir, f"none of the image files in {sub}/ can be decoded")
+        splits[sub] = (np.asarray(paths, dtype=object).astype(str), np.asarray(labels, np.int32))
+    if skipped:
+        logging.getLogger(__name__).warning(
+            "Skipped %d undecodable image file(s) in %s, e.g. %s", len(skipped), data_dir,
+            skipped[0])
+    size = image_size or 224
+    family = "imagenet" if size >= 64 else "cifar"
+    spec = prep.make_spec((size, size), prep.IMAGENET_MEAN, prep.IMAGENET_STD,
+                          resize="center_crop" if family == "imagenet" else "stretch")
+    result = _array_data("folder", family, family, class_names, spec, splits["train"],
+                         splits["val"], seed, holdout)
+    result.skipped_files, result.skipped_paths = len(skipped), skipped
+    return result

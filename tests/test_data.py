@@ -8,6 +8,11 @@ from keras_resnet import data, preprocessing
 tf = pytest.importorskip("tensorflow")
 
 
+@pytest.fixture(autouse=True)
+def _scan_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_RESNET_CACHE", str(tmp_path / "cache"))
+
+
 def batches(ds, n=None):
     ds = ds if n is None else ds.take(n)
     return list(ds.as_numpy_iterator())
@@ -167,3 +172,112 @@ def test_batch_size_errors(digits):
         digits.train_dataset(0)
     with pytest.raises(ValueError, match=r"`batch_size`: received 5000, larger than the 1437"):
         digits.train_dataset(5000)
+
+
+# ---------------------------------------------------------------------- image folders
+def _save(path, array, fmt, **kw):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, fmt, **kw)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """train/{cat,dog}, val/{cat,dog}; one truncated JPEG, one text file named .jpg."""
+    import io
+
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    rgb = lambda h, w: rng.integers(0, 256, (h, w, 3), dtype=np.uint8)  # noqa: E731
+    expected = {}
+    for i in range(3):
+        _save(root / "train" / "cat" / f"c{i}.jpg", rgb(16 + 8 * i, 20), "JPEG", quality=95)
+        _save(root / "train" / "dog" / f"d{i}.png", rgb(24, 16 + 4 * i), "PNG")
+    _save(root / "train" / "cat" / "gray.PNG", rgb(16, 16)[..., 0], "PNG")
+    buf = io.BytesIO()
+    Image.fromarray(rgb(64, 64)).save(buf, "JPEG")
+    (root / "train" / "cat" / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (root / "train" / "dog" / "notes.txt").write_text("not an image, not counted")
+    (root / "train" / "dog" / ".hidden.png").write_bytes(b"ignored")
+    # val at 16x16 so that a 16x16 "stretch" load returns the exact pixels
+    gray = rgb(16, 16)[..., 0]
+    rgba = np.concatenate([rgb(16, 16), rng.integers(0, 256, (16, 16, 1), dtype=np.uint8)], -1)
+    plain = rgb(16, 16)
+    _save(root / "val" / "cat" / "a_gray.png", gray, "PNG")
+    _save(root / "val" / "dog" / "b_rgba.png", rgba, "PNG")
+    _save(root / "val" / "dog" / "c_rgb.png", plain, "PNG")
+    (root / "val" / "dog" / "d_text.jpg").write_text("this is a text file named .jpg\n")
+    expected["val"] = [np.repeat(gray[..., None], 3, -1), rgba[..., :3], plain]
+    return root, expected
+
+
+def test_folder_skips_undecodable_and_converts_to_rgb(folder, monkeypatch):
+    root, expected = folder
+    d = data.load(data_dir=str(root), image_size=16)
+    assert d.name == "folder" and d.family == "cifar" and d.class_names == ["cat", "dog"]
+    assert d.skipped_files == 2
+    assert sorted(p.split("/")[-1] for p in d.skipped_paths) == ["d_text.jpg", "truncated.jpg"]
+    assert (d.train_size, d.test_size) == (7, 3)
+    raw, labels = d.raw_test_images(10)
+    assert raw.dtype == np.uint8 and raw.shape == (3, 16, 16, 3)
+    np.testing.assert_array_equal(labels, [0, 1, 1])
+    for got, want in zip(raw, expected["val"]):
+        np.testing.assert_array_equal(got, want)
+    x, y = batches(d.test_dataset(8))[0]
+    np.testing.assert_allclose(x, preprocessing.preprocess_numpy(np.stack(expected["val"]),
+                                                                 d.preprocessing), atol=1e-5)
+    # training goes on over the 7 good files, deterministically per epoch
+    a = batches(d.train_dataset(3, epoch=2))
+    assert len(a) == 2
+    assert_same_batches(a, batches(d.train_dataset(3, epoch=2)))
+    check_batch(*a[0], (3, 16, 16, 3), 2, d.preprocessing)
+    # the scan is cached: a second load decodes nothing
+    monkeypatch.setattr(data, "_decode_pass", lambda paths: pytest.fail("scanned again"))
+    again = data.load(data_dir=root, image_size=16)
+    assert again.skipped_files == 2
+
+
+def test_folder_imagenet_family(folder):
+    root, expected = folder
+    d = data.load("imagenet2012", data_dir=root, image_size=64, seed=1)  # --data-dir wins
+    spec = d.preprocessing
+    assert d.family == "imagenet" and spec["resize"] == "center_crop" and d.input_shape() == (64, 64, 3)
+    a = batches(d.train_dataset(7, epoch=0))
+    assert len(a) == 1
+    check_batch(*a[0], (7, 64, 64, 3), 2, spec)  # JPEG and PNG, random-resized-crop
+    assert_same_batches(a, batches(d.train_dataset(7, epoch=0)))
+    assert not np.array_equal(a[0][0], batches(d.train_dataset(7, epoch=1))[0][0])
+    # evaluation = preprocessing.preprocess (resize shorter side to 64/0.875, centre crop)
+    x, _ = batches(d.test_dataset(3))[0]
+    want = preprocessing.preprocess(np.stack(expected["val"]), spec)
+    np.testing.assert_allclose(x, np.asarray(want), atol=1e-4)
+
+
+def test_folder_holdout(folder):
+    d = data.load(data_dir=folder[0], image_size=16, holdout=True)
+    assert (d.train_size, d.test_size) == (6, 1)
+
+
+def test_folder_errors(tmp_path):
+    def err(path, match):
+        with pytest.raises(data.DataError, match=match) as info:
+            data.load(data_dir=str(path))
+        assert "`data_dir` (--data-dir)" in str(info.value) and "\n" not in str(info.value)
+
+    err(tmp_path / "nope", "not an existing directory")
+    (tmp_path / "train").mkdir()
+    err(tmp_path, "it has no val/ sub-folder")
+    (tmp_path / "val").mkdir()
+    err(tmp_path, "train/ has no class folders")
+    (tmp_path / "train" / "cat").mkdir()
+    (tmp_path / "train" / "cat" / "readme.txt").write_text("x")
+    err(tmp_path, "train/ has no image files")
+    (tmp_path / "train" / "cat" / "bad.jpg").write_text("x")
+    (tmp_path / "val" / "cat").mkdir()
+    (tmp_path / "val" / "cat" / "ok.png").write_bytes(b"")
+    err(tmp_path, "none of the image files in train/ can be decoded")
+    (tmp_path / "val" / "fish").mkdir()
+    err(tmp_path, r"val/ has classes not in train/: \['fish'\]")
