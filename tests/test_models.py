@@ -1,0 +1,478 @@
+"""The builders against the papers: every zoo model, every option, every bad input.
+
+Runs under TensorFlow and (the tests marked `multibackend`) again under JAX.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+import keras_resnet
+from keras_resnet import layers as kl
+from keras_resnet import models, specs
+from tests.conftest import trainable_count
+
+pytestmark = pytest.mark.multibackend
+
+# Exact trainable parameters and multiply-adds (one example) of every zoo model.
+# Parameter counts cited in REFERENCE.md: ResNet-20 269,722; -56 853,018; -110
+# 1,727,962; pre-act ResNet-164 1,703,258; WRN-28-10 36,479,194; ResNet-18
+# 11,689,512; -50 25,557,032; -152 60,192,808. The others agree with the papers'
+# rounded values (ZOO.paper_params) and with torchvision's counts (ResNet-34
+# 21,797,672, -101 44,549,160).
+PINNED = {
+    "resnet20_cifar": (269_722, 40_551_040),
+    "resnet32_cifar": (464_154, 68_862_592),
+    "resnet44_cifar": (658_586, 97_174_144),
+    "resnet56_cifar": (853_018, 125_485_696),
+    "resnet110_cifar": (1_727_962, 252_887_680),
+    "resnet1202_cifar": (19_421_274, 2_829_238_912),
+    "resnet164_cifar": (1_704_154, 244_500_992),
+    "resnet1001_cifar": (10_328_602, 1_487_849_984),
+    "preact_resnet110_cifar": (1_727_962, 252_887_680),
+    "preact_resnet164_cifar": (1_703_258, 244_500_992),
+    "preact_resnet1001_cifar": (10_327_706, 1_487_849_984),
+    "wrn_28_10": (36_479_194, 5_243_328_768),
+    "wrn_40_4": (8_949_210, 1_298_582_016),
+    "resnet18": (11_689_512, 1_814_073_344),
+    "resnet34": (21_797_672, 3_663_761_408),
+    "resnet50": (25_557_032, 3_857_973_248),
+    "resnet101": (44_549_160, 7_570_194_432),
+    "resnet152": (60_192_808, 11_282_415_616),
+    "preact_resnet200": (64_666_152, 14_776_270_848),
+}
+BIG = {"resnet1202_cifar", "resnet1001_cifar", "preact_resnet1001_cifar", "preact_resnet200",
+       "resnet152", "resnet101"}
+
+
+def build_zoo(name):
+    entry = specs.ZOO[name]
+    return getattr(models, entry.builder)(**entry.kwargs)
+
+
+def test_every_zoo_model_is_pinned():
+    assert set(PINNED) == set(specs.ZOO)
+
+
+def _paper_value(text):
+    return float(text.rstrip("M")) * 1e6
+
+
+@pytest.mark.parametrize("name", sorted(specs.ZOO))
+def test_zoo_model(name):
+    """Builds, right output shape, exact parameters and MACs, close to the paper's count."""
+    entry = specs.ZOO[name]
+    model = build_zoo(name)
+    classes = specs.DEFAULT_CLASSES[entry.family]
+    assert model.output_shape == (None, classes)
+    assert model.input_shape == (None,) + specs.DEFAULT_INPUT_SHAPE[entry.family]
+    params, macs = PINNED[name]
+    assert trainable_count(model) == params
+    assert keras_resnet.flops(model) == macs
+    # The paper rounds to 0.01M / 0.1M: agree to within 2%.
+    assert abs(params - _paper_value(entry.paper_params)) / params < 0.02
+    if name not in BIG:  # one forward pass (the deep ones have their own test)
+        x = np.random.RandomState(0).rand(2, *model.input_shape[1:]).astype("float32")
+        y = keras.ops.convert_to_numpy(model(x, training=False))
+        assert y.shape == (2, classes)
+        np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("depth", sorted(specs.PAPER_GMACS))
+def test_imagenet_flops_match_paper(depth):
+    """He et al. 2015 Table 1: 1.8 / 3.6 / 3.8 / 7.6 / 11.3 GMACs, within 3%."""
+    macs = PINNED[f"resnet{depth}"][1]
+    assert abs(macs / 1e9 - specs.PAPER_GMACS[depth]) / specs.PAPER_GMACS[depth] < 0.03
+
+
+def test_flops_of_v15_and_wide_bottleneck():
+    """Stride on the 3x3 (v1.5) costs more; WRN-50-2 widens only the inner layers."""
+    v15 = keras_resnet.ResNet(50, stride_at="3x3")
+    assert trainable_count(v15) == 25_557_032
+    assert keras_resnet.flops(v15) == 4_089_184_256  # torchvision's 4.09 GMACs
+    wide = keras_resnet.ResNet(50, width=2)
+    assert trainable_count(wide) == 68_883_240        # torchvision wide_resnet50_2
+    assert wide.get_layer("stage1_block1").output.shape[-1] == 256
+
+
+def test_shortcut_options_resnet34():
+    """Table 3 of He et al. 2015: A is parameter-free, B projects on the 3 stage changes,
+    C projects everywhere."""
+    counts = {s: trainable_count(keras_resnet.ResNet(34, shortcut=s)) for s in "ABC"}
+    assert counts["B"] == 21_797_672
+    # B adds three 1x1 projections + BN: 64->128, 128->256, 256->512.
+    proj = sum(i * o + 2 * o for i, o in [(64, 128), (128, 256), (256, 512)])
+    assert counts["B"] - counts["A"] == proj
+    assert counts == {"A": 21_623_848, "B": 21_797_672, "C": 22_716_840}
+
+
+def test_plain_twin_has_same_layers_minus_shortcuts():
+    res = keras_resnet.ResNet(56, shortcut="B")
+    plain = keras_resnet.ResNet(56, shortcut="B", residual=False)
+    assert plain.name == "plain56"
+    assert trainable_count(res) == 855_770
+    assert trainable_count(plain) == 853_018  # = option A ResNet-56: no shortcut weights
+    names = lambda m: {w.path for w in m.weights if "shortcut" not in w.path}  # noqa: E731
+    assert names(res) == names(plain)
+    assert not any("shortcut" in w.path for w in plain.weights)
+
+
+# -- family / depth resolution ------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, family, block", [
+    (dict(depth=50), "imagenet", "bottleneck"),
+    (dict(depth=50, input_shape=(32, 32, 3)), "cifar", "basic"),      # 50 = 6*8 + 2
+    (dict(depth=50, family="cifar"), "cifar", "basic"),
+    (dict(depth=56), "cifar", "basic"),                                # also 9*6 + 2
+    (dict(depth=56, block="bottleneck"), "cifar", "bottleneck"),
+    (dict(depth=164), "cifar", "bottleneck"),
+    (dict(depth=101, input_shape=(224, 224, 3)), "imagenet", "bottleneck"),
+    (dict(depth=101, input_shape=(64, 64, 3)), "cifar", "bottleneck"),  # 101 = 9*11 + 2
+    (dict(depth=200, family="cifar"), "cifar", "basic"),
+    (dict(depth=11), "cifar", "bottleneck"),                           # smallest 9n+2
+    (dict(depth=8), "cifar", "basic"),                                 # smallest 6n+2
+])
+def test_family_resolution(kwargs, family, block):
+    depth = kwargs.pop("depth")
+    arch = models.resolve_architecture(depth, **kwargs)
+    assert (arch.family, arch.block) == (family, block)
+    assert arch.depth == depth
+
+
+def test_cifar_depth_generation():
+    for n in range(1, 40):
+        assert specs.cifar_blocks_per_stage(6 * n + 2, "basic") == n
+        assert specs.cifar_blocks_per_stage(9 * n + 2, "bottleneck") == n
+    assert specs.cifar_blocks_for(21) == ()
+
+
+def test_imagenet_any_input_size_headless():
+    model = keras_resnet.ResNet(18, include_top=False, input_shape=(64, 96, 3), pooling="avg")
+    assert model.output_shape == (None, 512)
+    model = keras_resnet.ResNet(50, include_top=False, input_shape=(None, None, 3))
+    assert model.output_shape == (None, None, None, 2048)
+    y = model(np.zeros((1, 65, 33, 3), "float32"))
+    assert tuple(y.shape) == (1, 3, 2, 2048)  # ceil-style sizes with symmetric padding
+
+
+def test_input_tensor_and_classes():
+    inp = keras.Input((40, 40, 3))
+    model = keras_resnet.ResNet(20, input_tensor=inp, classes=7, classifier_activation=None)
+    assert model.inputs[0] is inp and model.output_shape == (None, 7)
+    assert model.get_layer("predictions").activation is keras.activations.linear
+
+
+def test_layer_names_are_stable_and_hierarchical():
+    model = keras_resnet.ResNet(50)
+    top = [layer.name for layer in model.layers]
+    assert top[:2] == ["input", "stem"] and top[-2:] == ["avg_pool", "predictions"]
+    assert top[2:-2] == [f"stage{s}_block{b}" for s, n in enumerate((3, 4, 6, 3), 1)
+                         for b in range(1, n + 1)]
+    block = model.get_layer("stage2_block1")
+    assert [layer.name for layer in block._layers if isinstance(layer, keras.layers.Conv2D)] == [
+        "stage2_block1_conv1", "stage2_block1_conv2", "stage2_block1_conv3",
+        "stage2_block1_shortcut_conv"]
+    assert model.get_layer("stem").conv.name == "stem_conv"
+
+
+def test_one_graph_node_per_block():
+    model = keras_resnet.ResNet(110)
+    assert len(model.layers) == 1 + 1 + 54 + 2  # input, stem, blocks, pool, dense
+
+
+# -- options of the blocks ---------------------------------------------------------
+
+def test_bottleneck_stride_placement():
+    v1 = keras_resnet.ResNet(50).get_layer("stage2_block1")
+    v15 = keras_resnet.ResNet(50, stride_at="3x3").get_layer("stage2_block1")
+    assert (v1.convs[0].strides, v1.convs[1].strides) == ((2, 2), (1, 1))
+    assert (v15.convs[0].strides, v15.convs[1].strides) == ((1, 1), (2, 2))
+
+
+def test_downsample_at_last_block():
+    model = keras_resnet.ResNet(50, preact=True, downsample_at="last", stride_at="3x3")
+    assert model.get_layer("stage1_block3").strides == 2
+    assert model.get_layer("stage2_block1").strides == 1
+    assert model.get_layer("stage4_block3").strides == 1
+    assert model.get_layer("stage1_block3")._shortcut_kind == "subsample"
+    assert model.output_shape == (None, 1000)
+
+
+def test_preact_structure():
+    model = keras_resnet.ResNet(110, preact=True)
+    assert model.name == "preact_resnet110"
+    assert model.get_layer("stem").bn is None
+    assert [layer.name for layer in model.layers[-4:]] == [
+        "post_bn", "post_relu", "avg_pool", "predictions"]
+
+
+@pytest.mark.parametrize("ordering", specs.ORDERINGS)
+def test_unit_orderings_build_and_run(ordering):
+    """He et al. 2016 Fig. 4: all five orderings have ResNet-20's 269,722 parameters.
+
+    Full pre-activation drops the stem BN (-32), adds post_bn (+128) and its
+    stage-transition blocks normalise their narrower input (-2 * (16 + 32)).
+    """
+    model = keras_resnet.ResNet(20, ordering=ordering)
+    assert trainable_count(model) == 269_722
+    y = model(np.random.rand(2, 32, 32, 3).astype("float32"), training=True)
+    assert np.isfinite(keras.ops.convert_to_numpy(y)).all()
+
+
+def _block_io(block, x, training=False):
+    return keras.ops.convert_to_numpy(block(x, training=training))
+
+
+def test_option_a_shortcut_is_subsample_and_zero_pad():
+    """With the residual branch zeroed, a pre-activation option-A block outputs the
+    stride-2 subsampled input with zero channels appended."""
+    block = kl.ResidualBlock(8, strides=2, preact=True, shortcut="A", zero_init=True, name="b")
+    x = np.random.RandomState(1).randn(2, 6, 6, 4).astype("float32")
+    y = _block_io(block, x)
+    np.testing.assert_allclose(y[..., :4], x[:, ::2, ::2, :], atol=1e-6)
+    np.testing.assert_array_equal(y[..., 4:], 0.0)
+    assert trainable_count(block) == 3 * 3 * 4 * 8 + 3 * 3 * 8 * 8 + 2 * 4 + 2 * 8
+
+
+def test_zero_init_makes_post_block_relu_of_input():
+    block = kl.BottleneckBlock(4, zero_init=True, shortcut="B", name="b")
+    x = np.random.RandomState(2).randn(2, 5, 5, 16).astype("float32")
+    np.testing.assert_allclose(_block_io(block, x), np.maximum(x, 0), atol=1e-6)
+    assert np.all(keras.ops.convert_to_numpy(block.bns[-1].gamma) == 0)
+
+
+def test_drop_path_identity_at_inference_and_drops_in_training():
+    x = np.random.RandomState(3).randn(64, 4, 4, 8).astype("float32")
+    plain = kl.ResidualBlock(8, preact=True, name="a")
+    dropped = kl.ResidualBlock(8, preact=True, drop_path_rate=0.5, seed=7, name="b")
+    plain.build(x.shape)
+    dropped.build(x.shape)
+    for src, dst in zip(plain.weights, [w for w in dropped.weights if "seed" not in w.path]):
+        dst.assign(src)
+    np.testing.assert_allclose(_block_io(dropped, x), _block_io(plain, x), atol=1e-5)
+    # Training: each example keeps its residual (scaled by 2) or is exactly the identity.
+    train_out = _block_io(dropped, x, training=True)
+    residual = _block_io(plain, x, training=True) - x
+    is_identity = np.all(np.isclose(train_out, x, atol=1e-5), axis=(1, 2, 3))
+    is_kept = np.all(np.isclose(train_out, x + 2 * residual, atol=1e-4), axis=(1, 2, 3))
+    assert np.all(is_identity | is_kept)
+    assert 10 < is_identity.sum() < 54
+
+
+def test_drop_path_linear_decay():
+    model = keras_resnet.ResNet(20, drop_path_rate=0.5)
+    rates = [model.get_layer(f"stage{s}_block{b}").drop_path_rate
+             for s in (1, 2, 3) for b in (1, 2, 3)]
+    np.testing.assert_allclose(rates, [0.5 * i / 9 for i in range(1, 10)])
+
+
+@pytest.mark.parametrize("skip", specs.SKIPS)
+def test_skip_functions(skip):
+    """He et al. 2016 Table 1. Exclusive gating with b_g = -6 starts close to the shortcut."""
+    block = kl.ResidualBlock(8, skip=skip, gate_bias=-6.0, name="b")
+    x = np.abs(np.random.RandomState(4).randn(2, 4, 4, 8)).astype("float32")
+    y = _block_io(block, x)
+    assert y.shape == x.shape and np.isfinite(y).all()
+    if skip == "exclusive_gating":
+        np.testing.assert_allclose(y, x, atol=0.05 * np.abs(x).max())
+        assert block.gate_conv is not None
+    if skip == "scaling":
+        zero = kl.ResidualBlock(8, skip="scaling", zero_init=True, name="z")
+        np.testing.assert_allclose(_block_io(zero, x), 0.5 * x, atol=1e-6)
+
+
+def test_width_and_wide_resnet():
+    model = keras_resnet.WideResNet(depth=16, width=2, dropout_rate=0.3)
+    assert model.name == "wrn_16_2"
+    assert model.get_layer("stage1_block1").dropout.rate == 0.3
+    assert model.get_layer("stage3_block2").output.shape[-1] == 128
+    assert trainable_count(keras_resnet.ResNet(20, width=2)) > 4 * 269_722 * 0.9
+
+
+# -- serialization -----------------------------------------------------------------
+
+def _roundtrip_config(model):
+    config = json.loads(json.dumps(model.get_config()))
+    return keras.Model.from_config(config)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(depth=20),
+    dict(depth=20, ordering="relu_before_add", skip="exclusive_gating", gate_bias=-2.0),
+    dict(depth=11, preact=True, drop_path_rate=0.2, zero_init=True, width=0.5),
+    dict(depth=18, input_shape=(64, 64, 3)),
+    dict(depth=50, family="imagenet", preact=True, downsample_at="last", stride_at="3x3", stem_bias=True,
+         input_shape=(64, 64, 3), include_top=False, pooling="max"),
+])
+def test_config_and_keras_file_roundtrip(kwargs, tmp_path):
+    model = keras_resnet.ResNet(**kwargs)
+    for layer in model.layers:  # every block's config is exactly its constructor arguments
+        if isinstance(layer, (kl.ResidualBlock, kl.BottleneckBlock, kl.Stem)):
+            clone = layer.__class__.from_config(layer.get_config())
+            assert clone.get_config() == layer.get_config()
+    rebuilt = _roundtrip_config(model)
+    assert trainable_count(rebuilt) == trainable_count(model)
+    x = np.random.RandomState(5).rand(2, *model.input_shape[1:]).astype("float32")
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x, training=False)),
+                               keras.ops.convert_to_numpy(model(x, training=False)),
+                               rtol=1e-5, atol=1e-6)
+    assert [w.path for w in loaded.weights] == [w.path for w in model.weights]
+
+
+def test_weights_file_roundtrip(tmp_path):
+    model = keras_resnet.ResNet(20)
+    path = str(tmp_path / "r20.weights.h5")
+    model.save_weights(path)
+    loaded = keras_resnet.ResNet(20, weights=path)
+    for a, b in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
+def test_blocks_in_user_functional_models(tmp_path):
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inp)
+    x = kl.ResidualBlock(8, name="res")(x)
+    x = kl.BottleneckBlock(4, strides=2, stride_at="3x3", name="bott")(x)
+    out = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, out)
+    assert model.output_shape == (None, 16)
+    model.save(tmp_path / "u.keras")
+    loaded = keras.saving.load_model(tmp_path / "u.keras", safe_mode=True)
+    x = np.random.rand(1, 16, 16, 3).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)),
+                               keras.ops.convert_to_numpy(model(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_trains_one_step_and_every_weight_gets_a_gradient():
+    model = keras_resnet.ResNet(14, preact=True, input_shape=(8, 8, 3), classes=3,
+                                skip="shortcut_gating")
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
+    x = np.random.rand(8, 8, 8, 3).astype("float32")
+    model.train_on_batch(x, np.arange(8) % 3)
+    after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    unchanged = [w.path for w, a, b in zip(model.trainable_weights, after, before)
+                 if np.array_equal(a, b)]
+    assert unchanged == []
+
+
+# -- bad input ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, exc, words", [
+    (dict(depth=21), ValueError, ["`depth`", "21", "6n+2", "9n+2", "18, 34, 50"]),
+    (dict(depth="50"), TypeError, ["`depth`", "'50'"]),
+    (dict(depth=110, family="imagenet"), ValueError, ["`depth`", "110", "18, 34, 50, 101, 152, 200"]),
+    (dict(depth=18, family="cifar"), ValueError, ["`depth`", "18", "6n+2"]),
+    (dict(depth=20, family="mnist"), ValueError, ["`family`", "'mnist'", "'cifar'", "'imagenet'"]),
+    (dict(depth=20, block="wide"), ValueError, ["`block`", "'wide'", "'basic'", "'bottleneck'"]),
+    (dict(depth=32, block="bottleneck"), ValueError, ["`depth`", "9n+2", "32"]),
+    (dict(depth=50, block="basic"), ValueError, ["`block`", "'bottleneck'", "'basic'"]),
+    (dict(depth=20, width=0), ValueError, ["`width`", "0"]),
+    (dict(depth=20, width="2"), TypeError, ["`width`", "'2'"]),
+    (dict(depth=20, shortcut="D"), ValueError, ["`shortcut`", "'D'", "'A', 'B', 'C'"]),
+    (dict(depth=20, residual="no"), TypeError, ["`residual`"]),
+    (dict(depth=20, preact=1), TypeError, ["`preact`"]),
+    (dict(depth=20, include_top=False, pooling="min"), ValueError, ["`pooling`", "'min'", "'avg'"]),
+    (dict(depth=20, classes=0), ValueError, ["`classes`", "0"]),
+    (dict(depth=20, input_shape=(2, 2, 3)), ValueError, ["`input_shape`", "at least 4x4"]),
+    (dict(depth=18, input_shape=(16, 16, 3), family="imagenet"), ValueError, ["`input_shape`", "32x32"]),
+    (dict(depth=20, input_shape=(32, 32)), ValueError, ["`input_shape`", "(32, 32)"]),
+    (dict(depth=20, drop_path_rate=1.5), ValueError, ["`drop_path_rate`", "1.5", "[0, 1)"]),
+    (dict(depth=20, weights="foo.h5"), ValueError, ["`weights`", "foo.h5", "'imagenet'"]),
+    (dict(depth=20, weights=3), ValueError, ["`weights`", "3"]),
+    (dict(depth=20, wibble=1), TypeError, ["'wibble'", "stride_at", "ordering"]),
+    (dict(depth=20, stride_at="3x3"), ValueError, ["`stride_at`", "bottleneck", "'basic'"]),
+    (dict(depth=50, stride_at="5x5"), ValueError, ["`stride_at`", "'5x5'", "'1x1', '3x3'"]),
+    (dict(depth=20, ordering="sideways"), ValueError, ["`ordering`", "'sideways'", "'full_preact'"]),
+    (dict(depth=20, preact=True, ordering="post"), ValueError, ["`preact=True`", "`ordering='post'`"]),
+    (dict(depth=20, skip="teleport"), ValueError, ["`skip`", "'teleport'", "'exclusive_gating'"]),
+    (dict(depth=20, downsample_at="middle"), ValueError, ["`downsample_at`", "'first', 'last'"]),
+    (dict(depth=20, dropout_rate=-0.1), ValueError, ["`dropout_rate`", "-0.1"]),
+])
+def test_bad_input(kwargs, exc, words):
+    with pytest.raises(exc) as info:
+        keras_resnet.ResNet(**kwargs)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(depth=27), ["`depth`", "6n+4", "27"]),
+    (dict(depth=28, width=-1), ["`width`", "-1"]),
+    (dict(depth=28, dropout_rate=2.0), ["`dropout_rate`", "2.0"]),
+    (dict(depth=28, weights="imagenet"), ["`weights`", "'imagenet'"]),
+])
+def test_wide_resnet_bad_input(kwargs, words):
+    with pytest.raises(ValueError) as info:
+        keras_resnet.WideResNet(**kwargs)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_block_bad_input():
+    with pytest.raises(ValueError, match="`shortcut`.*'E'"):
+        kl.ResidualBlock(8, shortcut="E")
+    with pytest.raises(TypeError, match="`filters`"):
+        kl.BottleneckBlock(8.5)
+    with pytest.raises(ValueError, match="`stride_at`"):
+        kl.BottleneckBlock(8, stride_at="7x7")
+
+
+# -- scale ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("depth, preact", [(1001, True), (1202, False)])
+def test_thousand_layer_networks(depth, preact, tmp_path):
+    """Build in < 10 s without touching the recursion limit, run, round-trip .keras.
+
+    zero_init keeps the untrained 1,000-layer net's activations finite in
+    inference mode (with random BN statistics they grow ~2x per block).
+    """
+    limit = sys.getrecursionlimit()
+    start = time.perf_counter()
+    model = keras_resnet.ResNet(depth, preact=preact, zero_init=True)
+    elapsed = time.perf_counter() - start
+    assert sys.getrecursionlimit() == limit
+    assert elapsed < 10.0, f"ResNet-{depth} took {elapsed:.1f} s to build"
+    x = np.random.RandomState(6).rand(2, 32, 32, 3).astype("float32")
+    y = keras.ops.convert_to_numpy(model(x, training=False))
+    assert np.isfinite(y).all() and y.shape == (2, 10)
+    path = str(tmp_path / "deep.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x, training=False)), y,
+                               rtol=1e-5, atol=1e-6)
+
+
+# -- backends -------------------------------------------------------------------------
+
+def test_import_under_jax_does_not_import_tensorflow():
+    code = ("import sys, keras_resnet, numpy as np; "
+            "m = keras_resnet.ResNet(20); m(np.zeros((1, 32, 32, 3), 'float32')); "
+            "keras_resnet.flops(m); "
+            "print('tensorflow' in sys.modules)")
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="TF's CPU kernels are NHWC only")
+def test_channels_first_matches_channels_last():
+    last = keras_resnet.ResNet(20, data_format="channels_last")
+    first = keras_resnet.ResNet(20, data_format="channels_first")
+    assert first.input_shape == (None, 3, 32, 32)
+    for a, b in zip(last.weights, first.weights):
+        b.assign(a)
+    x = np.random.rand(2, 32, 32, 3).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(first(x.transpose(0, 3, 1, 2))),
+                               keras.ops.convert_to_numpy(last(x)), rtol=1e-4, atol=1e-5)
