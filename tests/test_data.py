@@ -281,3 +281,103 @@ def test_folder_errors(tmp_path):
     err(tmp_path, "none of the image files in train/ can be decoded")
     (tmp_path / "val" / "fish").mkdir()
     err(tmp_path, r"val/ has classes not in train/: \['fish'\]")
+
+
+# ------------------------------------------------------------------ TFDS (mock_data)
+@pytest.fixture(scope="module")
+def tfds():
+    return pytest.importorskip("tensorflow_datasets")
+
+
+@pytest.mark.parametrize("name, classes, first_class", [
+    ("cifar10", 10, "airplane"), ("cifar100", 100, None)])
+def test_tfds_cifar_mocked(tfds, tmp_path, name, classes, first_class):
+    with tfds.testing.mock_data(num_examples=40):
+        d = data.load(name, tfds_data_dir=str(tmp_path), seed=2)
+        held = data.load(name, tfds_data_dir=str(tmp_path), holdout=True)
+        a = batches(d.train_dataset(16, epoch=3))
+        b = batches(d.train_dataset(16, epoch=3))
+        test = batches(d.test_dataset(32))
+        raw, labels = d.raw_test_images(5)
+    assert (d.name, d.family, d.num_classes) == (name, "cifar", classes)
+    assert len(d.class_names) == classes
+    if first_class:
+        assert d.class_names[0] == first_class
+    assert (d.train_size, d.test_size) == (40, 40)
+    assert (held.train_size, held.test_size) == (36, 4)
+    mean = preprocessing.CIFAR10_MEAN if name == "cifar10" else preprocessing.CIFAR100_MEAN
+    assert d.preprocessing["mean"] == list(mean) and d.input_shape() == (32, 32, 3)
+    assert len(a) == 2
+    assert_same_batches(a, b)
+    check_batch(*a[0], (16, 32, 32, 3), classes, d.preprocessing)
+    assert [len(y) for _, y in test] == [32, 8]
+    assert raw.shape == (5, 32, 32, 3) and raw.dtype == np.uint8
+    np.testing.assert_allclose(test[0][0][:5], preprocessing.preprocess_numpy(raw, d.preprocessing),
+                               atol=1e-5)
+    np.testing.assert_array_equal(test[0][1][:5], labels)
+
+
+def test_cifar_augmentation_is_pad4_crop_and_flip(tfds, tmp_path):
+    """Every augmented CIFAR image is a (possibly flipped) 32x32 window of the zero-padded source."""
+    with tfds.testing.mock_data(num_examples=16):
+        d = data.load("cifar10", tfds_data_dir=str(tmp_path))
+        x, y = batches(d.train_dataset(16, epoch=0), 1)[0]
+    spec = d.preprocessing
+    raw = np.round((x * np.array(spec["std"]) + np.array(spec["mean"])) / spec["scale"]).astype(int)
+    sources = np.pad(d._train.images.astype(int), [(0, 0), (4, 4), (4, 4), (0, 0)])
+    flips = 0
+    for image in raw:
+        found = None
+        for src in sources:
+            for flip in (False, True):
+                s = src[:, ::-1] if flip else src
+                for dy in range(9):
+                    for dx in range(9):
+                        if np.array_equal(s[dy:dy + 32, dx:dx + 32], image):
+                            found = flip
+        assert found is not None
+        flips += found
+    assert 0 < flips < 16
+
+
+def test_tfds_imagenet_missing_manual_download(tfds, tmp_path):
+    with tfds.testing.mock_data(num_examples=4):
+        with pytest.raises(data.DataError) as info:
+            data.load("imagenet2012", tfds_data_dir=str(tmp_path))
+    msg = str(info.value)
+    manual = str(tmp_path / "downloads" / "manual")
+    assert "`name`='imagenet2012' (--dataset) needs the manual download" in msg
+    assert "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar" in msg and manual in msg
+    assert "\n" not in msg and data.imagenet_manual_dir(str(tmp_path)) == manual
+
+
+def test_tfds_imagenet_mocked(tfds, tmp_path):
+    manual = tmp_path / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    for f in data.IMAGENET_MANUAL_FILES:
+        (manual / f).write_bytes(b"")  # present; preparing is mocked
+    with tfds.testing.mock_data(num_examples=6):
+        d = data.load("imagenet2012", tfds_data_dir=str(tmp_path), image_size=64)
+        a = batches(d.train_dataset(3, epoch=5))
+        b = batches(d.train_dataset(3, epoch=5))
+        c = batches(d.train_dataset(3, epoch=6))
+        test = batches(d.test_dataset(4))
+        raw, labels = d.raw_test_images(3)
+        records = list(d._test.records(0, None).take(3).as_numpy_iterator())
+        held = data.load("imagenet2012", tfds_data_dir=str(tmp_path), holdout=True)
+    assert (d.family, d.num_classes, d.input_shape()) == ("imagenet", 1000, (64, 64, 3))
+    assert d.class_names[0] == "n01440764" and d.preprocessing["resize"] == "center_crop"
+    assert (d.train_size, d.test_size) == (6, 6) and held.holdout
+    assert len(a) == 2
+    assert_same_batches(a, b)
+    assert not np.array_equal(a[0][0], c[0][0])
+    check_batch(*a[0], (3, 64, 64, 3), 1000, d.preprocessing)
+    assert [len(y) for _, y in test] == [4, 2]
+    # evaluation = preprocessing.preprocess of the decoded JPEG (resize + centre crop)
+    for (contents, label), x, y in zip(records, test[0][0], test[0][1]):
+        image = tf.io.decode_jpeg(contents, channels=3)[None]
+        want = np.asarray(preprocessing.preprocess(image, d.preprocessing))[0]
+        np.testing.assert_allclose(x, want, atol=1e-4)
+        assert y == label
+    assert raw.shape == (3, 64, 64, 3) and raw.dtype == np.uint8
+    np.testing.assert_array_equal(labels, [r[1] for r in records])
