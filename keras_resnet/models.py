@@ -214,16 +214,6 @@ def _architecture(family, block, stage_blocks, width, *, preact, ordering=None,
         **{k: v for k, v in options.items() if v is not None})
 
 
-def _block_strides(arch, stage, index):
-    """Stride of block ``index`` (0-based) of ``stage`` (0-based)."""
-    if stage == 0:
-        return 1
-    if arch.downsample_at == "first":
-        return 2 if index == 0 else 1
-    # keras.applications V2: the last block of the previous stage downsamples.
-    return 1
-
-
 def _stage_plan(arch):
     """Yield (stage, index, strides) for every block, stride placement resolved."""
     n_stages = len(arch.stage_blocks)
@@ -291,9 +281,12 @@ def build(arch, *, include_top=True, input_tensor=None, input_shape=None, poolin
         x = keras.layers.Activation("relu", name="post_relu")(x)
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
+        # Under a mixed precision policy the classifier computes in float32, so
+        # logits and probabilities (and the loss on them) stay float32.
+        head_dtype = "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
         x = keras.layers.Dense(classes, activation=classifier_activation,
                                kernel_regularizer=arch.kernel_regularizer,
-                               name="predictions")(x)
+                               name="predictions", dtype=head_dtype)(x)
     elif pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
     elif pooling == "max":
