@@ -132,7 +132,12 @@ def _check_preprocessing(preprocessing):
 
 def _ends_in_logits(model):
     """True when the last layer is a linear Dense/Activation (the model outputs logits)."""
-    act = getattr(model.layers[-1], "activation", None)
+    import keras
+
+    layer = model.layers[-1]
+    while isinstance(layer, keras.Model) and layer.layers:   # nested models
+        layer = layer.layers[-1]
+    act = getattr(layer, "activation", None)
     return act is not None and getattr(act, "__name__", "") == "linear"
 
 
@@ -195,10 +200,15 @@ def _write_archive(model, path, fn, input_spec, output_key=None):
 
 
 def _first_line(error):
+    """The informative line of a converter error (the unsupported ops when it names them)."""
     lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
-    errors = [ln for ln in lines if "error" in ln.lower()]
-    text = (errors or lines or [type(error).__name__])[0]
-    return text[:300]
+    for ln in lines:
+        if ln.startswith(("Custom ops:", "Flex ops:")):
+            return f"ops not in the TFLite builtin op set: {ln.split(':', 1)[1].strip()}"
+    for ln in lines:
+        if "error: " in ln:
+            return ln.rsplit("error: ", 1)[1][:300]
+    return (lines or [type(error).__name__])[0][:300]
 
 
 def export_saved_model(model, path, *, preprocessing=None):
