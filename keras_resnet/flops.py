@@ -50,7 +50,7 @@ def flops(model):
 
     >>> import keras_resnet
     >>> keras_resnet.flops(keras_resnet.ResNet(depth=20))
-    40553472
+    40551040
     """
     if not isinstance(model, keras.layers.Layer):
         raise TypeError(f"Argument `model` must be a keras.Model or layer; received "
