@@ -92,33 +92,40 @@ def check_weights_argument(weights, allow_imagenet=True):
                          f"expected {allowed}.")
 
 
-def imagenet_layout(depth, preact, extras):
+def imagenet_layout(depth, preact, extras, family=None):
     """Fill in the extras that reproduce keras.applications' layout for ``weights="imagenet"``.
 
+    Post-activation nets need our defaults; pre-activation (V2) nets need
+    ``stride_at="3x3"``, ``downsample_at="last"`` and ``stem_bias=True``.
+
     Args:
-        depth: int, the requested depth (checked later by :func:`check_imagenet_compatible`).
+        depth: int, the requested depth.
         preact: bool, True for the V2 (pre-activation) nets.
         extras: dict, the user's extra keyword arguments of ``ResNet``.
+        family: str or None, the user's ``family`` argument.
 
     Returns:
-        A new dict: ``extras`` with ``stride_at``, ``downsample_at`` and
-        ``stem_bias`` set where the user left them unset.
+        A new dict: ``extras`` with the V2 layout set where the user left it unset.
 
     Raises:
-        ValueError: naming the argument the user set to a value the official
-            weights cannot fill.
+        ValueError: naming ``weights`` for a depth or family without official
+            weights, or the argument the user set to a value they cannot fill.
 
     Example:
 
     >>> imagenet_layout(50, True, {})
     {'stride_at': '3x3', 'downsample_at': 'last', 'stem_bias': True}
     """
-    layout = LAYOUTS[bool(preact)]
+    if depth not in IMAGENET_WEIGHT_DEPTHS or family not in (None, "imagenet"):
+        raise ValueError(f"Invalid value for argument `weights`: 'imagenet' weights exist for "
+                         f"ImageNet depths {IMAGENET_WEIGHT_DEPTHS} (plain or preact); "
+                         f"received depth={depth!r}, family={family!r}.")
     result = dict(extras)
-    for key, value in layout.items():
+    for key, value in LAYOUTS[bool(preact)].items():
         given = result.get(key)
         if given is None:
-            result[key] = value
+            if preact:
+                result[key] = value
         elif given != value:
             net = f"ResNet{depth}" + ("V2" if preact else "")
             raise ValueError(
