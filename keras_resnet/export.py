@@ -660,3 +660,133 @@ def read_metadata(path):
             with open(c) as f:
                 return json.load(f)
     return None
+
+
+# ----------------------------------------------------------------------------- command line
+
+CALIBRATION_IMAGES = 200
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def calibration_from_dir(directory, preprocessing, limit=CALIBRATION_IMAGES):
+    """Raw uint8 RGB images at the input size from the image files under ``directory``.
+
+    Files are taken in sorted order (recursively); undecodable ones are skipped.
+    Each image is resized as the preprocessing spec says and rounded to uint8.
+    """
+    from keras_resnet.predict import ImageError, _resize_uint8, read_image
+
+    if not os.path.isdir(directory):
+        raise ValueError(f"Invalid value for argument `calibration_dir`: {directory!r} is not a "
+                         "directory.")
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(directory) for f in fs
+                   if f.lower().endswith(IMAGE_SUFFIXES))
+    images = []
+    for path in files:
+        try:
+            images.append(_resize_uint8(read_image(path), preprocessing)[0])
+        except ImageError:
+            continue
+        if len(images) >= limit:
+            break
+    if not images:
+        raise ValueError(f"Invalid value for argument `calibration_dir`: no readable image "
+                         f"files ({', '.join(IMAGE_SUFFIXES)}) under {directory!r}.")
+    return np.stack(images)
+
+
+def calibration_from_dataset(name, limit=CALIBRATION_IMAGES):
+    """Up to ``limit`` raw uint8 test images of a :mod:`keras_resnet.data` dataset."""
+    from keras_resnet import data
+
+    images, _ = data.load(name).raw_test_images(limit)
+    return images
+
+
+def export_file(model_path, out, *, quantize=(), calibration_dir=None, overwrite=False):
+    """Export an existing ``.keras`` model (with its ``metadata.json`` beside it) to ``out``.
+
+    The preprocessing, class names and the rest of the metadata come from the
+    ``metadata.json`` next to ``model_path``. ``"int8"`` calibrates on the image
+    files under ``calibration_dir`` or, without it, on the test images of the
+    dataset the metadata names.
+
+    Returns:
+        str: the export directory.
+    """
+    import keras
+
+    import keras_resnet  # noqa: F401 - registers the custom layers
+
+    if not str(model_path).endswith(".keras") or not os.path.isfile(model_path):
+        raise ValueError(f"Invalid value for argument `model`: {model_path!r} is not an "
+                         "existing .keras file.")
+    meta = read_metadata(model_path)
+    if meta is None or "preprocessing" not in meta or "class_names" not in meta:
+        raise ValueError(f"Invalid value for argument `model`: no metadata.json with "
+                         f"preprocessing and class_names beside {model_path!r}.")
+    if isinstance(quantize, str):
+        quantize = (quantize,)
+    quantize = tuple(quantize or ())
+    for q in quantize:   # checked before the slow work
+        _check_quantize(q)
+    if os.path.exists(out) and not overwrite:
+        raise ValueError(f"Invalid value for argument `out`: {out!r} already exists; pass "
+                         "--overwrite to replace it.")
+    representative = None
+    if "int8" in quantize:
+        if calibration_dir is not None:
+            representative = calibration_from_dir(calibration_dir, meta["preprocessing"])
+        else:
+            dataset = meta.get("dataset")
+            if isinstance(dataset, dict):
+                dataset = dataset.get("name")
+            if dataset in (None, "folder"):
+                raise ValueError("Argument `calibration_dir` is needed for int8: the model's "
+                                 f"metadata names no loadable dataset (dataset={dataset!r}).")
+            representative = calibration_from_dataset(dataset)
+    model = keras.saving.load_model(model_path, compile=False)
+    carried = {k: v for k, v in meta.items() if k in ("dataset", "metrics", "run_dir", "training")}
+    builder = (meta.get("architecture") or {}).get("builder")
+    if builder is not None:
+        carried["builder"] = builder
+    carried["source"] = os.path.abspath(model_path)
+    return export_model(model, out, preprocessing=meta["preprocessing"],
+                        class_names=meta["class_names"], metadata=carried, quantize=quantize,
+                        representative_images=representative, overwrite=overwrite)
+
+
+def main(argv=None):
+    """``recipes/export.py``: export a .keras model; one-line errors, exit code 2."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="recipes/export.py",
+        description="Export a trained .keras model (with its metadata.json beside it) to a "
+                    "directory with model.keras, saved_model/, model.tflite, the quantized "
+                    "TFLite variants asked for and metadata.json, written atomically.")
+    parser.add_argument("model", help="the .keras file (a metadata.json must be beside it, as "
+                                      "in every export directory)")
+    parser.add_argument("--out", required=True, help="the export directory to write")
+    parser.add_argument("--quantize", action="append", default=[],
+                        choices=[q for q in QUANTIZATIONS if q], metavar="{float16,dynamic,int8}",
+                        help="add a quantized TFLite variant (repeatable; default: none)")
+    parser.add_argument("--calibration-dir", default=None,
+                        help="image files for int8 calibration (default: the test images of "
+                             "the dataset named in the model's metadata)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out if it exists (default: refuse)")
+    args = parser.parse_args(argv)
+    try:
+        out = export_file(args.model, args.out, quantize=tuple(args.quantize),
+                          calibration_dir=args.calibration_dir, overwrite=args.overwrite)
+    except ValueError as e:
+        print(f"error: {e}".splitlines()[0], file=sys.stderr)
+        return 2
+    meta = read_metadata(out)
+    print(f"exported {args.model} to {out}")
+    for name, info in meta["files"].items():
+        print(f"  {name:<24} {info['bytes'] / 1e6:8.2f} MB")
+    print(f"classify images with: python recipes/predict.py {out} IMAGE...")
+    return 0
