@@ -381,3 +381,27 @@ def test_tfds_imagenet_mocked(tfds, tmp_path):
         assert y == label
     assert raw.shape == (3, 64, 64, 3) and raw.dtype == np.uint8
     np.testing.assert_array_equal(labels, [r[1] for r in records])
+
+
+def test_random_resized_crop_geometry():
+    """Crops cover 8%..100% of the area with aspect 3/4..4/3, and vary with the seed."""
+    h, w = 120, 90
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    # R = row, G = column, so the output's value range tells the crop window
+    image = tf.constant(np.stack([rows, cols, np.zeros_like(rows)], -1).astype(np.uint8))
+    windows = set()
+    for i in range(30):
+        out = data._random_resized_crop(image, (24, 24), tf.constant([7, i], tf.int64),
+                                        "array").numpy()
+        assert out.shape == (24, 24, 3)
+        crop_h = out[..., 0].max() - out[..., 0].min() + 1
+        crop_w = out[..., 1].max() - out[..., 1].min() + 1
+        assert 0.08 * h * w * 0.8 <= crop_h * crop_w <= h * w + 1e-3
+        assert 0.75 * 0.8 <= crop_w / crop_h <= 4 / 3 * 1.25
+        windows.add((round(float(out[0, 0, 0])), round(float(out[0, 0, 1])), round(float(crop_h))))
+    assert len(windows) > 20
+
+
+def test_pipeline_throughput(digits):
+    result = data.pipeline_throughput(digits.train_dataset(64, epoch=0), batches=5)
+    assert result["images"] == 320 and result["images_per_sec"] > 0
