@@ -180,9 +180,14 @@ def test_from_keras_applications_rejects_other_models():
 def test_deeper_models_match(application):
     source = official_source(application, include_top=True, classifier_activation=None)
     ours = W.from_keras_applications(source)
-    depth = flavor_of(application).depth
-    assert keras_resnet.flops(ours) > 0 and ours.name.endswith(str(depth))
+    flavor = flavor_of(application)
+    assert ours.name.endswith(str(flavor.depth))
     assert_same_function(source, ours, inputs(64))
+    # ...and its weights do not fit a ResNet-50.
+    other = keras_resnet.ResNet(depth=50, preact=flavor.preact, family="imagenet",
+                                input_shape=(64, 64, 3), **W.LAYOUTS[flavor.preact])
+    with pytest.raises(ValueError, match=rf"blocks per stage \(3, 4, 6, 3\).*{application}"):
+        W.transfer(source, other)
 
 
 # -- weights="imagenet", offline ---------------------------------------------------------
@@ -234,17 +239,15 @@ def test_imagenet_v1_features_offline(offline_keras, monkeypatch, tmp_path):
 
 
 def test_imagenet_v2_with_top_offline(offline_keras, monkeypatch, tmp_path):
-    served, requested, _ = offline_keras
+    served, requested, home = offline_keras
     source = official_source("ResNet50V2", include_top=True, seed=3)
     publish(monkeypatch, served, "ResNet50V2", source, tmp_path / "r50v2.h5", include_top=True)
     ours = keras_resnet.ResNet(depth=50, preact=True, weights="imagenet", family="imagenet",
                                input_shape=(64, 64, 3))
     assert requested == [W.WEIGHTS_URL + "resnet50v2_weights_tf_dim_ordering_tf_kernels.h5"]
     assert ours.get_layer("stem").use_bias
+    assert (home / "models" / "resnet50v2_weights_tf_dim_ordering_tf_kernels.h5").exists()
     assert_same_function(source, ours, inputs(64))
-    # Second call: served from Keras's cache (hash checked again), no download.
-    keras_resnet.ResNet(depth=50, preact=True, weights="imagenet", include_top=True)
-    assert len(requested) == 1
 
 
 def test_imagenet_offline_failure_is_clear(offline_keras):
@@ -311,9 +314,6 @@ def test_official_file_path_loads_and_keras_applications_agrees(tmp_path):
                                family="imagenet", input_shape=(64, 64, 3), **W.LAYOUTS[True])
     assert_same_function(source, ours, x)
     # A file holding a different network is refused, naming the argument.
-    with pytest.raises(ValueError, match=r"argument `weights`.*ResNet50V2.*per stage"):
-        keras_resnet.ResNet(depth=101, preact=True, weights=str(path), include_top=False,
-                            **W.LAYOUTS[True])
     with pytest.raises(ValueError, match=r"argument `weights`.*strides"):
         keras_resnet.ResNet(depth=50, preact=True, weights=str(path), include_top=False,
                             stem_bias=True)
