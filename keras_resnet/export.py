@@ -367,7 +367,10 @@ def tflite_bytes(model, quantize=None, representative_images=None, *, preprocess
         elif quantize == "dynamic":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         elif quantize == "int8":
-            images = representative_images
+            if representative_images is None:
+                raise ValueError("Argument `representative_data` is required for "
+                                 "quantize='int8'; received None.")
+            images = _representative(representative_images)
             dtype = np.uint8 if preprocessing is not None else np.float32
             for img in images:
                 if img.shape[1:3] != (h, w):
