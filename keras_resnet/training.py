@@ -56,7 +56,7 @@ REFERENCE_BATCH = {"cifar10": 128, "imagenet": 256}
 # itself just before that step (1-based) of that epoch (1-based).
 KILL_AT_ENV = "KERAS_RESNET_KILL_AT"
 # Flags that may change between the run and its resumption.
-RESUME_FREE_FLAGS = ("run_dir", "export", "quiet")
+RESUME_FREE_FLAGS = ("run_dir", "export", "no_export", "quiet")
 
 
 class ConfigError(ValueError):
@@ -192,6 +192,7 @@ class TrainConfig:
     deterministic: bool = True
     run_dir: str | None = None
     export: str | None = None
+    no_export: bool = False
     quiet: bool = False
 
     def flags(self):
@@ -297,7 +298,7 @@ def resolve_config(config):
 
 # The `make demo` recipe on scikit-learn's 1,437 training digits (8x8): measured to
 # reach >= 97% test accuracy with ResNet-20 in well under 3 minutes on 2 CPU cores.
-DIGITS_DEFAULTS = {"batch_size": 64, "lr": 0.1, "schedule": "cosine", "epochs": 30}
+DIGITS_DEFAULTS = {"batch_size": 64, "lr": 0.1, "schedule": "cosine", "epochs": 20}
 
 
 def make_plan(config, train_size, replicas):
@@ -394,6 +395,8 @@ def make_strategy(gpus=None):
 
 def strategy_name(strategy):
     """``"MirroredStrategy"``, ``"MultiWorkerMirroredStrategy"``, ``"DefaultDistributionStrategy"``..."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"   # an alias of CollectiveAllReduceStrategy
     return type(strategy).__name__.lstrip("_")
 
 
@@ -470,6 +473,11 @@ def make_optimizer(plan, momentum):
     if plan.precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def _tf_variable(variable):
+    """The tf.Variable (or distributed variable) behind a Keras variable."""
+    return getattr(variable, "value", variable)
 
 
 def decay_variables(model):
@@ -634,13 +642,18 @@ class Trainer:
         self.resuming = check_run_dir(self.run_dir, c) if self.chief else False
         self.export_dir = c.export or os.path.join("saved_models", os.path.basename(
             os.path.normpath(self.run_dir)))
-        if self.chief and os.path.isdir(self.export_dir) and os.listdir(self.export_dir) \
+        if c.export is not None and c.no_export:
+            raise ConfigError(f"--export {c.export} and --no-export conflict; give one of them.")
+        if self.chief and not c.no_export and os.path.isdir(self.export_dir) and os.listdir(self.export_dir) \
                 and not os.path.exists(os.path.join(self.run_dir, "metrics.json")):
             raise ConfigError(f"--export {self.export_dir} already exists and is not empty; "
                               "choose another directory.")
 
     # -- setup -------------------------------------------------------------
-    def _setup(self):
+    def build(self):
+        """Create the model, optimizer, checkpoint manager and the step functions (no writes)."""
+        if getattr(self, "model", None) is not None:
+            return
         c, plan = self.config, self.plan
         self.builder = builder_kwargs(c, plan, self.data.input_shape(), self.data.num_classes)
         with self.strategy.scope():
@@ -649,8 +662,14 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
             self.epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.decayed = decay_variables(self.model)
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                              epoch=self.epoch_var)
+        # Explicit variable lists (in a fixed order) rather than tf.train.Checkpoint's
+        # object graph: the graph does not reach inside the composite block layers,
+        # so tf.train.Checkpoint(model=model) silently leaves their BatchNorm moving
+        # statistics out. model.variables covers every weight, statistic and seed state.
+        self.checkpoint = tf.train.Checkpoint(
+            model=[_tf_variable(v) for v in self.model.variables],
+            optimizer=[_tf_variable(v) for v in self.optimizer.variables],
+            epoch=self.epoch_var)
         if self.chief:
             ckpt_dir = os.path.join(self.run_dir, "checkpoints")
         else:
@@ -658,6 +677,7 @@ class Trainer:
             ckpt_dir = os.path.join(self.run_dir, f"{resolver.task_type}{resolver.task_id}",
                                     "checkpoints")
         self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=2)
+        self._make_steps()
 
     def _write_config(self):
         c, plan = self.config, self.plan
@@ -724,7 +744,26 @@ class Trainer:
             per_replica = strategy.run(replica_eval, args=batch)
             return [strategy.reduce("SUM", v, axis=None) for v in per_replica]
 
+        # BatchNorm moving statistics are local to each replica (Keras creates them
+        # with aggregation "none"): each replica updates its copy from its own part
+        # of the batch. At the end of every epoch they are replaced by their mean
+        # over all replicas, so every replica and worker evaluates and checkpoints
+        # the same model.
+        stats = [v for v in model.non_trainable_variables if "float" in str(v.dtype)]
+
+        def replica_sync():
+            ctx = tf.distribute.get_replica_context()
+            means = ctx.all_reduce(tf.distribute.ReduceOp.MEAN,
+                                   [tf.identity(v.value) for v in stats])
+            for v, m in zip(stats, means):
+                v.assign(m)
+
+        @tf.function
+        def sync_step():
+            strategy.run(replica_sync)
+
         self.train_step, self.eval_step = train_step, eval_step
+        self.sync_step = sync_step if (self.replicas > 1 and stats) else (lambda: None)
 
     def _distribute(self, dataset):
         options = tf.data.Options()
@@ -747,20 +786,20 @@ class Trainer:
     def run(self):
         """Train (or resume), evaluate, write metrics.json and export; return the metrics."""
         c, plan = self.config, self.plan
-        self._setup()
+        self.build()
         start_epoch = 0
         if self.chief:
             os.makedirs(self.run_dir, exist_ok=True)
             if not self.resuming:
                 self._write_config()
         if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_consumed()
             start_epoch = int(self.epoch_var.numpy())
         log_path = os.path.join(self.run_dir, "log.csv")
         if self.chief:
             _truncate_log(log_path, start_epoch)
-        verbose = self.chief and not c.quiet
-        say = print if verbose else (lambda *a, **k: None)
+        verbose = self.chief and not c.quiet          # progress bars
+        say = print if self.chief else (lambda *a, **k: None)
         say(f"{self.data.name}: {self.data.train_size} training / {self.data.test_size} test images, "
             f"{self.model.name} ({self.model.count_params():,} parameters), "
             f"{strategy_name(self.strategy)} with {self.replicas} replica(s), "
@@ -770,7 +809,6 @@ class Trainer:
             say(f"Resuming {self.run_dir} after epoch {start_epoch} "
                 f"({self.manager.latest_checkpoint}).")
         say(f"Run directory: {self.run_dir}")
-        self._make_steps()
         writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard")) \
             if self.chief else tf.summary.create_noop_writer()
         kill_at = _kill_point()
@@ -783,7 +821,8 @@ class Trainer:
             bar = keras.utils.Progbar(steps, verbose=1 if verbose else 0,
                                       stateful_metrics=["loss", "accuracy"],
                                       unit_name="step") if verbose else None
-            say(f"Epoch {epoch}/{plan.epochs}")
+            if verbose:
+                print(f"Epoch {epoch}/{plan.epochs}")
             loss_sum = l2_sum = correct_sum = 0.0
             wait = 0.0
             t0 = time.perf_counter()
@@ -809,6 +848,7 @@ class Trainer:
                     bar.update(step, [("loss", loss_sum / step),
                                       ("accuracy", correct_sum / (step * plan.global_batch))])
             seconds = time.perf_counter() - t0
+            self.sync_step()
             test_loss, test_acc = self.evaluate()
             epoch_seconds = time.perf_counter() - t0
             epoch_times.append(epoch_seconds)
@@ -854,7 +894,7 @@ class Trainer:
             "dataset": self.data.name, "model": self.model.name,
         }
         if self.chief:
-            metrics["export_dir"] = self.export()
+            metrics["export_dir"] = None if c.no_export else self.export()
             _write_json(os.path.join(self.run_dir, "metrics.json"), metrics)
             say(f"Test accuracy {test_acc:.4f} after {metrics['epochs_completed']} epochs; "
                 f"metrics in {os.path.join(self.run_dir, 'metrics.json')}")
@@ -1027,6 +1067,7 @@ def build_parser(recipe):
                         "(default: runs/<dataset>_<model>_<time>)")
     o.add_argument("--export", default=None,
                    help="export directory (default: saved_models/<run-name>)")
+    o.add_argument("--no-export", action="store_true", help="do not export the trained model")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 

@@ -1,0 +1,350 @@
+"""keras_resnet.training: schedules, plans, precision, NaN handling, strategies and resuming.
+
+The distributed and kill-and-resume tests run the real recipe (or the library)
+in subprocesses: two logical CPU devices must be configured before TensorFlow
+initializes, MultiWorkerMirroredStrategy needs one process per worker, and a
+SIGKILL must hit a real process.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tests.conftest import requires_tensorflow
+
+pytestmark = requires_tensorflow
+
+tf = pytest.importorskip("tensorflow")
+import keras  # noqa: E402
+
+from keras_resnet import training  # noqa: E402
+from keras_resnet.training import ConfigError, TrainConfig  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A tiny run of the real recipe: CIFAR ResNet-8 on the 8x8 digits, 11 steps per epoch.
+TINY = ["--dataset", "digits", "--depth", "8", "--batch-size", "128", "--quiet", "--no-export"]
+
+
+def _env(**extra):
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2",
+               CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO)
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def _recipe(args, **env):
+    return subprocess.Popen([sys.executable, os.path.join(REPO, "recipes", "cifar10.py"), *args],
+                            cwd=REPO, env=_env(**env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc, timeout=240):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def checkpoint_values(ckpt_dir):
+    """Every saved tensor of the latest checkpoint (model and optimizer state)."""
+    path = tf.train.latest_checkpoint(ckpt_dir)
+    assert path, f"no checkpoint in {ckpt_dir}"
+    reader = tf.train.load_checkpoint(path)
+    return {k: reader.get_tensor(k) for k, _ in tf.train.list_variables(path)
+            if k != "_CHECKPOINTABLE_OBJECT_GRAPH" and not k.startswith("save_counter")}
+
+
+def _resolved(**kw):
+    return training.resolve_config(TrainConfig(**kw))
+
+
+# ---------------------------------------------------------------------------
+# Schedules and plans (pure computation).
+
+
+def test_schedules_round_trip_through_keras_serialization():
+    for schedule in (training.StepDecay(0.4, [10, 20], warmup_steps=5, warmup_lr=0.1),
+                     training.CosineDecay(0.4, total_steps=30, warmup_steps=5, warmup_lr=0.1)):
+        config = keras.optimizers.schedules.serialize(schedule)
+        again = keras.optimizers.schedules.deserialize(json.loads(json.dumps(config)))
+        assert type(again) is type(schedule)
+        steps = np.arange(0, 31)
+        np.testing.assert_allclose([float(again(s)) for s in steps],
+                                   [float(schedule(s)) for s in steps], rtol=0, atol=0)
+    step = training.StepDecay(0.4, [10, 20], warmup_steps=5, warmup_lr=0.1)
+    # Linear warm-up 0.1 -> 0.4 over 5 steps, then 0.4, 0.04, 0.004.
+    np.testing.assert_allclose([float(step(s)) for s in (0, 1, 4, 5, 9, 10, 19, 20)],
+                               [0.1, 0.16, 0.34, 0.4, 0.4, 0.04, 0.04, 0.004], rtol=1e-6)
+
+
+def test_cifar_plan_is_the_papers_recipe():
+    # He et al. 2015 sec. 4.2: batch 128, lr 0.1, /10 at 32k and 48k, stop at 64k;
+    # ResNet-110 warms up at 0.01 for 400 iterations.
+    plan = training.make_plan(_resolved(dataset="cifar10", depth=110), train_size=50000, replicas=1)
+    assert (plan.global_batch, plan.lr, plan.total_steps, plan.steps_per_epoch, plan.epochs) == \
+        (128, 0.1, 64000, 390, 165)
+    assert plan.schedule == {"class": "StepDecay", "peak_lr": 0.1, "boundaries": [32000, 48000],
+                             "warmup_steps": 400, "warmup_lr": 0.01, "warmup": "constant"}
+    assert plan.zero_init is False
+    assert plan.steps_in_epoch(164) == 390 and plan.steps_in_epoch(165) == 64000 - 164 * 390
+    lr = training.make_schedule(plan.schedule)
+    assert [round(float(lr(s)), 6) for s in (0, 399, 400, 31999, 32000, 48000, 63999)] == \
+        [0.01, 0.01, 0.1, 0.1, 0.01, 0.001, 0.001]
+    # ResNet-56: no warm-up; 45k/5k holdout: 351 steps per epoch, still 64k iterations.
+    plan = training.make_plan(_resolved(dataset="cifar10", depth=56, holdout=True), 45000, 1)
+    assert plan.schedule["warmup_steps"] == 0 and plan.total_steps == 64000
+    # Batch 256 on 2 replicas: lr follows the global batch, iterations halve.
+    plan = training.make_plan(_resolved(dataset="cifar10", batch_size=256), 50000, replicas=2)
+    assert (plan.lr, plan.total_steps, plan.per_replica_batch) == (0.2, 32000, 128)
+    assert plan.schedule["boundaries"] == [16000, 24000]
+
+
+def test_imagenet_plan_scales_lr_warms_up_and_zero_inits_large_batches():
+    plan = training.make_plan(_resolved(recipe="imagenet", dataset="imagenet2012"), 1281167, 8)
+    assert (plan.global_batch, plan.lr, plan.epochs, plan.steps_per_epoch) == (256, 0.1, 90, 5004)
+    assert plan.schedule["boundaries"] == [30 * 5004, 60 * 5004, 80 * 5004]
+    assert plan.schedule["warmup_steps"] == 0 and plan.zero_init is False
+    big = training.make_plan(_resolved(recipe="imagenet", dataset="imagenet2012", batch_size=1024,
+                                       schedule="cosine"), 1281167, 32)
+    assert big.lr == pytest.approx(0.4) and big.zero_init is True
+    assert big.schedule == {"class": "CosineDecay", "peak_lr": pytest.approx(0.4),
+                            "total_steps": 90 * 1251, "warmup_steps": 5 * 1251,
+                            "warmup_lr": 0.1, "warmup": "linear"}
+    lr = training.make_schedule(big.schedule)
+    assert float(lr(0)) == pytest.approx(0.1) and float(lr(5 * 1251)) == pytest.approx(0.4)
+    off = training.make_plan(_resolved(recipe="imagenet", dataset="synthetic", batch_size=1024,
+                                       zero_init="off", warmup_epochs=0), 1281167, 8)
+    assert off.zero_init is False and off.schedule["warmup_steps"] == 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(epochs=3, steps=10), "--epochs 3 and --steps 10 conflict"),
+    (dict(dataset="mnist"), "--dataset 'mnist' is unknown"),
+    (dict(recipe="imagenet", dataset="cifar10"), "--dataset 'cifar10' is unknown"),
+    (dict(dataset="digits", data_dir="/x"), "conflict"),
+    (dict(precision="float16"), "--precision 'float16'"),
+    (dict(label_smoothing=1.5), "--label-smoothing"),
+    (dict(lr=-0.1), "--lr must be positive"),
+    (dict(batch_size=0), "--batch-size must be positive"),
+    (dict(image_size=16), "--image-size applies to"),
+])
+def test_resolve_config_rejects_bad_flags(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        training.resolve_config(TrainConfig(**kwargs))
+
+
+def test_plan_rejects_batch_not_divisible_by_replicas():
+    with pytest.raises(ConfigError, match="--batch-size 128 .* not divisible by the 3 replicas"):
+        training.make_plan(_resolved(dataset="cifar10"), 50000, replicas=3)
+
+
+def test_gpus_beyond_those_present_is_a_config_error():
+    present = len(tf.config.list_physical_devices("GPU"))
+    with pytest.raises(ConfigError, match=f"--gpus {present + 1} asks for more GPUs than the "
+                                          f"{present} present"):
+        training.make_strategy(present + 1)
+
+
+# ---------------------------------------------------------------------------
+# Precision: float32 variables, 16-bit compute, float32 logits/softmax/loss.
+
+
+@pytest.mark.parametrize("precision, compute", [("mixed_float16", "float16"),
+                                                ("mixed_bfloat16", "bfloat16")])
+def test_mixed_precision_trains_with_float32_head(precision, compute, tmp_path):
+    from keras_resnet import data as data_lib
+
+    config = TrainConfig(dataset="digits", depth=8, batch_size=64, epochs=1, precision=precision,
+                         deterministic=False, run_dir=str(tmp_path / "run"), no_export=True)
+    trainer = training.Trainer(config, strategy=tf.distribute.get_strategy(),
+                               data=data_lib.load("digits"))
+    trainer.build()
+    model = trainer.model
+    assert {v.dtype for v in model.weights} == {"float32"}
+    assert model.get_layer("stem").compute_dtype == compute
+    assert model.get_layer("stage3_block1").compute_dtype == compute
+    assert model.get_layer("predictions").compute_dtype == "float32"
+    assert model.get_layer("avg_pool").compute_dtype == "float32"
+    assert model.output.dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"   # the global policy is restored
+    scaled = isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert scaled == (precision == "mixed_float16")
+    # Same layer names and weight shapes as the builder's float32 model.
+    reference = training.build_model(trainer.builder, "float32")
+    assert [layer.name for layer in model.layers] == [layer.name for layer in reference.layers]
+    assert [w.shape for w in model.weights] == [w.shape for w in reference.weights]
+    images, labels = next(iter(trainer.data.train_dataset(64, epoch=0)))
+    assert model(images[:2]).dtype == "float32"
+    losses = [float(trainer.train_step((images, labels))[0]) for _ in range(6)]
+    assert all(np.isfinite(losses)), losses
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert not os.path.exists(config.run_dir)      # building writes nothing
+
+
+# ---------------------------------------------------------------------------
+# NaN: stop with a clear message, keep the last good checkpoint.
+
+
+class _NaNFromEpoch:
+    """InputData whose training images become NaN from ``epoch`` on."""
+
+    def __init__(self, data, epoch):
+        self._data, self._epoch = data, epoch
+
+    def __getattr__(self, name):
+        return getattr(self._data, name)
+
+    def train_dataset(self, batch_size, epoch=0):
+        ds = self._data.train_dataset(batch_size, epoch)
+        if epoch >= self._epoch:
+            ds = ds.map(lambda x, y: (x * np.float32("nan"), y))
+        return ds
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    from keras_resnet import data as data_lib
+
+    run_dir = str(tmp_path / "run")
+    config = TrainConfig(dataset="digits", depth=8, batch_size=128, epochs=3, deterministic=False,
+                         run_dir=run_dir, no_export=True, quiet=True)
+    data = _NaNFromEpoch(data_lib.load("digits"), epoch=2)
+    trainer = training.Trainer(config, strategy=tf.distribute.get_strategy(), data=data)
+    with pytest.raises(training.TrainingDiverged, match=r"became nan at epoch 2, step 1; stopped "
+                       r"without saving: the last good checkpoint is .*ckpt-1 \(epoch 1\)"):
+        trainer.run()
+    assert tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")).endswith("ckpt-1")
+    saved = checkpoint_values(os.path.join(run_dir, "checkpoints"))
+    assert saved["epoch/.ATTRIBUTES/VARIABLE_VALUE"] == 1
+    assert all(np.isfinite(v).all() for v in saved.values() if v.dtype.kind == "f")
+    assert not os.path.exists(os.path.join(run_dir, "metrics.json"))
+    with open(os.path.join(run_dir, "log.csv")) as f:
+        assert len(f.read().strip().splitlines()) == 2   # header + epoch 1
+
+
+def test_absurd_learning_rate_exits_1_with_a_clear_message(tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    code = training.main("cifar10", [*TINY, "--epochs", "1", "--lr", "1e30", "--nondeterministic",
+                                     "--run-dir", run_dir])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err[-1].startswith("recipes/cifar10.py: error: the training loss became ")
+    assert "no checkpoint was written yet" in err[-1] and "--lr" in err[-1]
+    assert not os.path.exists(os.path.join(run_dir, "metrics.json"))
+
+
+# ---------------------------------------------------------------------------
+# Strategies: two logical CPU devices; two real worker processes.
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from keras_resnet import training
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    run_dir = sys.argv[1]
+    base = dict(dataset="digits", depth=8, steps=16, deterministic=True, quiet=True,
+                no_export=True, run_dir=run_dir)
+    try:
+        training.Trainer(training.TrainConfig(batch_size=63, **base), strategy=strategy)
+    except training.ConfigError as e:
+        print("CONFIG ERROR:", e)
+    assert not os.path.exists(run_dir)
+    metrics = training.train(training.TrainConfig(batch_size=128, **base), strategy=strategy)
+    print("METRICS", json.dumps(metrics))
+""")
+
+
+@pytest.mark.xdist_group("subprocess_training")
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(run_dir)], cwd=REPO,
+                          env=_env(), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "CONFIG ERROR: --batch-size 63 (the global batch) is not divisible by the 2 replicas" \
+        in proc.stdout
+    metrics = json.loads(proc.stdout.split("METRICS", 1)[1])
+    assert metrics["replicas"] == 2 and metrics["strategy"] == "MirroredStrategy"
+    assert metrics["steps_completed"] == 16 and metrics["epochs_completed"] == 2
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["plan"]["per_replica_batch"] == 64
+    rows = (run_dir / "log.csv").read_text().strip().splitlines()[1:]
+    losses = [float(r.split(",")[3]) for r in rows]
+    assert len(losses) == 2 and losses[1] < losses[0]
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.mark.xdist_group("subprocess_training")
+def test_multi_worker_mirrored_two_processes(tmp_path):
+    run_dir = tmp_path / "run"
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    args = [*TINY, "--steps", "6", "--run-dir", str(run_dir)]
+    procs = [_recipe(args, TF_CONFIG=json.dumps({"cluster": cluster,
+                                                 "task": {"type": "worker", "index": i}}))
+             for i in range(2)]
+    results = [_finish(p) for p in procs]
+    for code, out, err in results:
+        assert code == 0, err[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["replicas"] == 2 and metrics["strategy"] == "MultiWorkerMirroredStrategy"
+    assert metrics["steps_completed"] == 6
+    assert "Test accuracy" in results[0][1] and "Test accuracy" not in results[1][1]
+    chief = checkpoint_values(str(run_dir / "checkpoints"))
+    worker = checkpoint_values(str(run_dir / "worker1" / "checkpoints"))
+    assert chief.keys() == worker.keys() and len(chief) > 20
+    for key in chief:
+        np.testing.assert_array_equal(chief[key], worker[key], err_msg=key)
+
+
+# ---------------------------------------------------------------------------
+# Kill -9 mid-epoch, rerun the same command: the same final weights.
+
+
+@pytest.mark.xdist_group("subprocess_training")
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    args = [*TINY, "--epochs", "3", "--seed", "3"]
+    ref = _recipe([*args, "--run-dir", str(straight)])
+    first = _recipe([*args, "--run-dir", str(killed)], **{training.KILL_AT_ENV: "2:5"})
+    code, _, err = _finish(first)
+    assert code == -9, err[-3000:]
+    rows = (killed / "log.csv").read_text().strip().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("1,11,")      # epoch 1 done, 11 steps
+    assert tf.train.latest_checkpoint(str(killed / "checkpoints")).endswith("ckpt-1")
+    assert not (killed / "metrics.json").exists()
+    code, out, err = _finish(_recipe([*args, "--run-dir", str(killed)]))
+    assert code == 0, err[-3000:]
+    assert "Resuming" in out and "after epoch 1" in out
+    code, _, err = _finish(ref)
+    assert code == 0, err[-3000:]
+    resumed = json.loads((killed / "metrics.json").read_text())
+    straight_metrics = json.loads((straight / "metrics.json").read_text())
+    assert resumed["resumed_from_epoch"] == 1 and resumed["epochs_completed"] == 3
+    assert resumed["steps_completed"] == straight_metrics["steps_completed"] == 33
+    a = checkpoint_values(str(straight / "checkpoints"))
+    b = checkpoint_values(str(killed / "checkpoints"))
+    assert a.keys() == b.keys()
+    # Every model variable is in the checkpoint (BatchNorm statistics inside blocks included).
+    import keras_resnet
+
+    model = keras_resnet.ResNet(8, input_shape=(8, 8, 3), family="cifar")
+    assert sum(k.startswith("model/") for k in a) == len(model.variables) == 37
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert resumed["test_accuracy"] == straight_metrics["test_accuracy"]
+    log = (killed / "log.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in log[1:]] == ["1", "2", "3"]
