@@ -126,7 +126,7 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
     ZooEntry("wrn_40_4", "WideResNet", {"depth": 40, "width": 4}, "cifar",
              "8.9M", "4.53 (CIFAR-10)", "Zagoruyko & Komodakis 2016"),
     _imagenet(18, "11.7M"),
-    _imagenet(34, "21.8M", "25.03 (10-crop, option A)", source="He et al. 2015, Tables 1, 3"),
+    _imagenet(34, "21.8M", "24.52 (10-crop, option B)", source="He et al. 2015, Tables 1, 3"),
     _imagenet(50, "25.6M", "24.7 (single crop)"),
     _imagenet(101, "44.5M", "23.6 (single crop)"),
     _imagenet(152, "60.2M", "23.0 (single crop)"),
