@@ -448,7 +448,8 @@ def pipeline_throughput(dataset, batches=20, warmup=2):
 
     iterator = iter(dataset)
     for _ in range(warmup):
-        next(iterator)
+        if next(iterator, None) is None:
+            break
     images, start = 0, time.perf_counter()
     for _ in range(batches):
         try:
@@ -763,15 +764,17 @@ def find_undecodable(paths):
     cache_file = os.path.join(cache_dir(), "folder_scans", _scan_key(paths) + ".json")
     try:
         with open(cache_file) as f:
-            return json.load(f)["undecodable"]
-    except (OSError, ValueError, KeyError):
+            return [paths[i] for i in json.load(f)["undecodable_indices"]]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
         pass
     bad = _decode_pass(paths)
     try:
         os.makedirs(os.path.dirname(cache_file), exist_ok=True)
         tmp = f"{cache_file}.{os.getpid()}.tmp"
+        index = {p: i for i, p in enumerate(paths)}
         with open(tmp, "w") as f:
-            json.dump({"files": len(paths), "undecodable": bad}, f)
+            json.dump({"files": len(paths), "undecodable_indices": [index[p] for p in bad],
+                       "undecodable": bad}, f)
         os.replace(tmp, cache_file)
     except OSError:
         pass  # a read-only home only costs a new scan next time
@@ -849,8 +852,9 @@ def main(argv=None):
         prog="python -m keras_resnet.data",
         description="Load a dataset as the recipes do; print its summary and how fast the "
                     "input pipeline alone delivers training batches.")
-    parser.add_argument("--dataset", default="digits",
-                        help=f"one of {', '.join(DATASETS)} (default: digits)")
+    parser.add_argument("--dataset", default=None,
+                        help=f"one of {', '.join(DATASETS)} (default: digits, or the image "
+                             "folders of --data-dir)")
     parser.add_argument("--data-dir", default=None,
                         help="image folders DIR/train/<class>/ and DIR/val/<class>/ (default: none)")
     parser.add_argument("--image-size", type=int, default=None,
@@ -865,7 +869,8 @@ def main(argv=None):
                         help="training examples of --dataset synthetic (default: 1024)")
     args = parser.parse_args(argv)
     try:
-        data = load(args.dataset, data_dir=args.data_dir, seed=args.seed, holdout=args.holdout,
+        name = args.dataset or (None if args.data_dir else "digits")
+        data = load(name, data_dir=args.data_dir, seed=args.seed, holdout=args.holdout,
                     image_size=args.image_size, synthetic_examples=args.synthetic_examples)
         summary = {"name": data.name, "family": data.family, "num_classes": data.num_classes,
                    "class_names": data.class_names[:5] + (["..."] if data.num_classes > 5 else []),
@@ -874,8 +879,10 @@ def main(argv=None):
                    "preprocessing": data.preprocessing}
         print(json.dumps(summary))
         if args.batches > 0:
+            steps = data.steps_per_epoch(args.batch_size)
+            warmup = min(2, steps - 1)
             speed = pipeline_throughput(data.train_dataset(args.batch_size, epoch=0),
-                                        batches=min(args.batches, data.steps_per_epoch(args.batch_size)))
+                                        batches=min(args.batches, steps - warmup), warmup=warmup)
             print(f"train pipeline: {speed['images']} images in {speed['seconds']:.2f} s = "
                   f"{speed['images_per_sec']:.0f} images/s (batch {args.batch_size})")
     except DataError as e:

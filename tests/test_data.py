@@ -160,6 +160,9 @@ def test_synthetic_imagenet_size():
     ({"name": "digits", "seed": -1}, r"`seed`: received -1"),
     ({"name": "synthetic", "num_classes": 1}, r"`num_classes`: received 1"),
     ({"name": "digits", "data_dir": "/tmp"}, r"Conflicting arguments: `name`='digits'"),
+    ({"name": None}, r"`name` \(--dataset\): received None"),
+    ({"name": "digits", "holdout": "yes"}, r"`holdout`: received 'yes'; expected a bool"),
+    ({"name": "cifar10", "image_size": 64}, r"`image_size`: received 64 for cifar10"),
 ])
 def test_load_errors(kwargs, match):
     with pytest.raises(data.DataError, match=match) as info:
@@ -236,8 +239,8 @@ def test_folder_skips_undecodable_and_converts_to_rgb(folder, monkeypatch):
     check_batch(*a[0], (3, 16, 16, 3), 2, d.preprocessing)
     # the scan is cached: a second load decodes nothing
     monkeypatch.setattr(data, "_decode_pass", lambda paths: pytest.fail("scanned again"))
-    again = data.load(data_dir=root, image_size=16)
-    assert again.skipped_files == 2
+    again = data.load(data_dir=root / "train" / ".." , image_size=16)  # same files, other spelling
+    assert again.skipped_files == 2 and again.train_size == 7
 
 
 def test_folder_imagenet_family(folder):
@@ -405,3 +408,13 @@ def test_random_resized_crop_geometry():
 def test_pipeline_throughput(digits):
     result = data.pipeline_throughput(digits.train_dataset(64, epoch=0), batches=5)
     assert result["images"] == 320 and result["images_per_sec"] > 0
+    # an epoch shorter than warm-up + timed batches: times what is left
+    assert data.pipeline_throughput(digits.train_dataset(128, epoch=0), batches=50)["images"] == 9 * 128
+
+
+def test_cli(capsys):
+    assert data.main(["--dataset", "digits", "--batches", "3"]) == 0
+    out = capsys.readouterr().out
+    assert '"train_size": 1437' in out and "train pipeline: 384 images" in out
+    assert data.main(["--dataset", "mnist"]) == 2
+    assert "error: Invalid value for argument `name` (--dataset): received 'mnist'" in capsys.readouterr().err
