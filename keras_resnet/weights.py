@@ -478,9 +478,9 @@ def load(model, weights, depth=None, preact=False):
             url = WEIGHTS_URL + flavor.file_name(include_top)
             raise OSError(
                 f"Could not get the ImageNet weights of keras.applications' "
-                f"{flavor.application} ({error}). Keras downloads {url} once into "
-                "~/.keras/models and checks its hash; offline, copy that file here and "
-                "pass weights=<its path>.") from error
+                f"{flavor.application}: {error}. Keras downloads {url} once into "
+                "~/.keras/models and checks its published hash; without network access, "
+                "fetch that file elsewhere and pass weights=<its path>.") from error
         _transfer_or_fail(source, model, "'imagenet'")
         return
     path = os.fspath(weights)

@@ -251,7 +251,7 @@ def test_imagenet_v2_with_top_offline(offline_keras, monkeypatch, tmp_path):
 
 
 def test_imagenet_offline_failure_is_clear(offline_keras):
-    with pytest.raises(OSError, match=r"ImageNet weights of keras.applications' ResNet50 "
+    with pytest.raises(OSError, match=r"ImageNet weights of keras.applications' ResNet50: "
                                       r".*network is unreachable.*weights=<its path>"):
         keras_resnet.ResNet(depth=50, weights="imagenet", include_top=False)
 
