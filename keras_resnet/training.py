@@ -514,7 +514,11 @@ def check_run_dir(run_dir, config):
     old, new = _comparable(saved), _comparable(config.flags())
     diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diff:
-        shown = ", ".join(f"--{k.replace('_', '-')} {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+        def show(v):
+            return "default" if v is None else repr(v)
+
+        shown = ", ".join(f"--{k.replace('_', '-')} {show(old.get(k))} -> {show(new.get(k))}"
+                          for k in diff)
         raise ConfigError(f"--run-dir {run_dir} holds a run with other settings ({shown}); "
                           "rerun with the same flags to resume it, or choose another --run-dir.")
     return True
@@ -894,7 +898,13 @@ class Trainer:
             "dataset": self.data.name, "model": self.model.name,
         }
         if self.chief:
-            metrics["export_dir"] = None if c.no_export else self.export()
+            finished_before = start_epoch == plan.epochs
+            if c.no_export:
+                metrics["export_dir"] = None
+            elif finished_before and os.path.exists(os.path.join(self.export_dir, "metadata.json")):
+                metrics["export_dir"] = self.export_dir    # exported when the run finished
+            else:
+                metrics["export_dir"] = self.export()
             _write_json(os.path.join(self.run_dir, "metrics.json"), metrics)
             say(f"Test accuracy {test_acc:.4f} after {metrics['epochs_completed']} epochs; "
                 f"metrics in {os.path.join(self.run_dir, 'metrics.json')}")
@@ -956,8 +966,10 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Show ``(default: ...)`` unless the help text already names the default."""
 
     def _get_help_string(self, action):
-        if "default" in (action.help or "") or action.default is None:
+        if "default" in (action.help or ""):
             return action.help
+        if action.default is None:
+            return f"{action.help} (default: none)"
         if action.default is False:
             return f"{action.help} (default: off)"
         return super()._get_help_string(action)
@@ -1115,7 +1127,7 @@ def main(recipe, argv=None):
             print(f"Exported model: {export_dir}\n"
                   f"  Keras:       keras.saving.load_model('{export_dir}/model.keras')\n"
                   f"  SavedModel:  tf.saved_model.load('{export_dir}/saved_model')"
-                  ".signatures['serving_default'] (uint8 RGB batch)\n"
+                  ".signatures['serving_default'](images=uint8 RGB batch)['probabilities']\n"
                   f"  TFLite:      {export_dir}/model.tflite (uint8 RGB input, preprocessing inside)\n"
                   f"  metadata:    {export_dir}/metadata.json")
     return 0
