@@ -8,6 +8,11 @@ calls of each in ONE process, interleaved: every repetition runs every format
 once (``calls`` back-to-back calls, averaged), and the table reports the median
 over repetitions, so that a noisy neighbour slows all formats alike.
 
+The classifier of the random network is rescaled so that its logits have a
+standard deviation of 2 (a random ResNet-50 otherwise outputs one-hot
+probabilities and every format "agrees" trivially); the last column then shows
+how far each format's probabilities are from the Keras model's.
+
 The formats timed:
 
 * ``keras``: the Keras model called through a ``tf.function`` (graph mode,
@@ -42,14 +47,26 @@ def _spec(size):
     return prep.make_spec((size, size), prep.CIFAR10_MEAN, prep.CIFAR10_STD)
 
 
-def _build(name, seed):
+def _build(name, seed, images):
+    """The random-weight model; its classifier is rescaled so the logits have std 2 on
+    ``images``: a random ResNet-50 saturates its softmax (one-hot outputs), which would make
+    the probability differences between formats meaningless."""
     import keras
 
     from keras_resnet import ResNet
+    from keras_resnet import preprocessing as prep
 
     cfg = MODELS[name]
     keras.utils.set_random_seed(seed)
-    return ResNet(depth=cfg["depth"], input_shape=(cfg["size"], cfg["size"], 3)), cfg["size"]
+    model = ResNet(depth=cfg["depth"], input_shape=(cfg["size"], cfg["size"], 3))
+    features = keras.Model(model.inputs, model.get_layer("avg_pool").output)
+    dense = model.get_layer("predictions")
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in dense.weights)
+    f = features.predict(prep.preprocess_numpy(images, _spec(cfg["size"])), verbose=0)
+    logits = f @ kernel + bias
+    scale = 2.0 / max(float(logits.std()), 1e-12)
+    dense.set_weights([kernel * scale, bias * scale])
+    return model, cfg["size"]
 
 
 def _runners(model, spec, workdir, threads, calibration, log):
@@ -133,9 +150,10 @@ def inference_benchmark(models=("resnet20", "resnet50"), *, repeats=15, calls=5,
     rng = np.random.default_rng(seed)
     rows = []
     for name in models:
-        model, size = _build(name, seed)
+        size = MODELS[name]["size"]
         spec = _spec(size)
         calibration = rng.integers(0, 256, (calibration_images, size, size, 3), dtype=np.uint8)
+        model, _ = _build(name, seed, calibration)
         image = rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
         workdir = tempfile.mkdtemp(prefix=f"keras_resnet_bench_{name}_")
         try:

@@ -37,11 +37,13 @@ Quantized TFLite variants:
 * ``"float16"``: float16 weights, float32 input/output and compute.
 * ``"dynamic"``: int8 weights, float activations (dynamic-range quantization).
 * ``"int8"``: full integer quantization calibrated on ``representative_data``.
-  Its input has the same type as the float model's (raw ``uint8`` RGB pixels
-  when the preprocessing is inside, the normalisation being quantized; the
-  model's own float32 input otherwise, quantized inside), and its output is
-  ``uint8`` probabilities: ``p = scale * (q - zero_point)``, with ``scale`` and
-  ``zero_point`` in the interpreter's output details and in ``metadata.json``.
+  With the preprocessing inside (:func:`export_model`) its input is the raw
+  ``uint8`` RGB pixels, exactly as for the float models (the normalisation is
+  quantized inside); without it the input is ``int8``, the model's float input
+  quantized as ``q = x / scale + zero_point`` (the interpreter's input details).
+  Its output is ``uint8`` probabilities: ``p = scale * (q - zero_point)``, with
+  ``scale`` and ``zero_point`` in the interpreter's output details and in
+  ``metadata.json`` (1/256 and 0 in practice).
 """
 
 from __future__ import annotations

@@ -326,3 +326,52 @@ def test_export_model_is_atomic(tmp_path, trained, digits, monkeypatch):
     assert sorted(os.listdir(target)) == ["metadata.json", "model.keras", "model.tflite",
                                           "saved_model"]
     assert oct(os.stat(target).st_mode & 0o777) != oct(0o700)
+
+
+def test_benchmark_arguments_and_table():
+    from keras_resnet import benchmark
+
+    with pytest.raises(ValueError, match="`models`.*'resnet18'"):
+        benchmark.inference_benchmark(("resnet18",))
+    with pytest.raises(ValueError, match="`repeats`"):
+        benchmark.inference_benchmark(("resnet20",), repeats=0)
+    rows = [{"model": "resnet20", "input": "32x32", "format": f, "bytes": b, "median_ms": t,
+             "min_ms": t / 2, "max_abs_diff": 0.0}
+            for f, b, t in (("keras", 2_000_000, 4.0), ("tflite int8", 500_000, 1.0))]
+    table = benchmark.format_table({"rows": rows}).splitlines()
+    assert table[2] == "| resnet20 (32x32) | keras | 2.00 | 4.00 | 2.00 | 1.00x | 0.0e+00 |"
+    assert table[3] == "| resnet20 (32x32) | tflite int8 | 0.50 | 1.00 | 0.50 | 4.00x | 0.0e+00 |"
+
+
+@pytest.mark.slow
+def test_benchmark_runs_every_format():
+    from keras_resnet import benchmark
+
+    result = benchmark.inference_benchmark(("resnet20",), repeats=2, calls=1, warmup=1)
+    rows = {r["format"]: r for r in result["rows"]}
+    assert tuple(rows) == benchmark.FORMATS
+    assert all(r["median_ms"] > 0 and r["bytes"] > 100_000 for r in rows.values())
+    assert rows["tflite float32"]["max_abs_diff"] <= 1e-5
+    assert rows["tflite int8"]["bytes"] < 0.4 * rows["tflite float32"]["bytes"]
+
+
+@pytest.mark.slow
+def test_resnet50_export_parity(tmp_path):
+    """ResNet-50 at 224x224 (random weights): SavedModel and float32 TFLite match Keras."""
+    model = ResNet(depth=50)
+    spec = prep.make_spec((224, 224), prep.IMAGENET_MEAN, prep.IMAGENET_STD,
+                          resize="center_crop")
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    directory = ex.export_model(model, tmp_path / "r50", preprocessing=spec,
+                                class_names=[f"c{i}" for i in range(1000)],
+                                quantize=("dynamic",))
+    # The SavedModel takes any size: a 300x400 image is resized 256-short-side and cropped.
+    big = rng.integers(0, 256, (1, 300, 400, 3), dtype=np.uint8)
+    ref_big = model.predict(prep.preprocess(big, spec), verbose=0)
+    served = serve_saved_model(os.path.join(directory, "saved_model"), big)
+    assert np.abs(served - ref_big).max() <= 1e-5
+    ref = model.predict(prep.normalize(raw, spec), verbose=0)
+    assert np.abs(tflite_probs(os.path.join(directory, "model.tflite"), raw) - ref).max() <= 1e-5
+    dyn = tflite_probs(os.path.join(directory, "model_dynamic.tflite"), raw)
+    assert dyn.shape == (2, 1000) and np.abs(dyn.sum(1) - 1).max() < 1e-3
