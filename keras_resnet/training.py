@@ -614,6 +614,8 @@ def load_data(config):
         kwargs["image_size"] = config.image_size
     if config.dataset in ("synthetic", "folder") and config.image_size is None:
         kwargs["image_size"] = 32 if config.recipe == "cifar10" else 224
+    if config.dataset == "synthetic":
+        kwargs["num_classes"] = 10 if config.recipe == "cifar10" else 1000
     name = None if config.dataset == "folder" else config.dataset
     try:
         return data_lib.load(name, data_dir=config.data_dir, **kwargs)

@@ -168,3 +168,18 @@ def test_make_demo_reaches_97_percent_on_the_digits(tmp_path):
     assert metrics["test_accuracy"] >= 0.97
     assert metrics["model"] == "resnet20" and metrics["epochs_completed"] == 20
     assert os.path.exists(tmp_path / "saved_models" / runs[0] / "model.tflite")
+
+
+def test_imagenet_recipe_runs_on_synthetic_images(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = ["--dataset", "synthetic", "--image-size", "32", "--depth", "18", "--batch-size", "32",
+            "--steps", "2", "--nondeterministic", "--no-export", "--quiet",
+            "--run-dir", str(run_dir)]
+    code, out, err = _main("imagenet", args, capsys)
+    assert code == 0, err
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["model"] == "resnet18" and metrics["steps_completed"] == 2
+    config = json.loads((run_dir / "config.json").read_text())
+    # lr 0.1 x 32/256; the ImageNet family (7x7 stem, max-pool) at 32x32, 1000 classes.
+    assert config["plan"]["lr"] == pytest.approx(0.0125)
+    assert config["builder"]["family"] == "imagenet" and config["builder"]["classes"] == 1000

@@ -348,3 +348,16 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     assert resumed["test_accuracy"] == straight_metrics["test_accuracy"]
     log = (killed / "log.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in log[1:]] == ["1", "2", "3"]
+
+
+def test_xla_train_step_compiles_and_learns(tmp_path):
+    from keras_resnet import data as data_lib
+
+    config = TrainConfig(dataset="digits", depth=8, batch_size=64, epochs=1, xla=True,
+                         deterministic=False, run_dir=str(tmp_path / "run"), no_export=True)
+    trainer = training.Trainer(config, strategy=tf.distribute.get_strategy(),
+                               data=data_lib.load("digits"))
+    trainer.build()
+    images, labels = next(iter(trainer.data.train_dataset(64, epoch=0)))
+    losses = [float(trainer.train_step((images, labels))[0]) for _ in range(4)]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
