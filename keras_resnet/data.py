@@ -115,6 +115,10 @@ class InputData:
         skipped_files: undecodable image files skipped (image folders), else 0.
         seed: seed of the split, the shuffling and the augmentation.
         holdout: whether ``test_dataset`` is a held-out part of the training set.
+        augment: training augmentation scheme, ``"cifar"`` (pad 4, crop, flip),
+            ``"digits"`` (+-1 pixel translation, no flip) or ``"imagenet"``
+            (random-resized-crop, flip).
+        skipped_paths: the undecodable files that were skipped.
     """
 
     name: str
@@ -141,7 +145,7 @@ class InputData:
         """Training batches per epoch (the last partial batch is dropped)."""
         return self.train_size // _check_batch_size(batch_size)
 
-    def train_dataset(self, batch_size, epoch=0):
+    def train_dataset(self, batch_size, epoch=0, *, num_shards=1, shard_index=0):
         """Shuffled, augmented, normalized training batches of one epoch.
 
         Yields ``(float32 images (B, H, W, 3), int32 labels (B,))``; the last
@@ -150,32 +154,45 @@ class InputData:
         same batches.
 
         Args:
-            batch_size: int, global batch size.
+            batch_size: int, examples per batch (of this shard).
             epoch: int, epoch number (0-based).
+            num_shards: int, number of input pipelines (e.g. workers) that
+                split each epoch between them.
+            shard_index: int, which of them this is: it gets the examples at
+                positions ``shard_index, shard_index + num_shards, ...`` of the
+                epoch, augmented exactly as without sharding.
         """
         import tensorflow as tf
 
         batch_size = _check_batch_size(batch_size)
-        if self.train_size < batch_size:
+        num_shards = _check_int("num_shards", num_shards, minimum=1)
+        shard_index = _check_int("shard_index", shard_index, minimum=0)
+        if shard_index >= num_shards:
+            raise DataError(f"Invalid value for argument `shard_index`: received {shard_index}; "
+                            f"expected 0..{num_shards - 1} (num_shards={num_shards}).")
+        if self.train_size // num_shards < batch_size:
             raise DataError(f"Invalid value for argument `batch_size`: received {batch_size}, "
-                            f"larger than the {self.train_size} training examples of {self.name!r}.")
+                            f"larger than the {self.train_size} training examples of {self.name!r}"
+                            + (f" / {num_shards} shards." if num_shards > 1 else "."))
         epoch_seed = _epoch_seed(self.seed, epoch)
         split = self._train
         if split.kind == "array" and self.augment in ("cifar", "digits"):
-            return self._array_train_dataset(batch_size, epoch)
+            return self._array_train_dataset(batch_size, epoch, num_shards, shard_index)
         if split.kind == "records":
             ds = split.records(self.seed, int(epoch))
         else:
             order = np.random.default_rng([self.seed, int(epoch), 7]).permutation(split.size)
             ds = _slices(split, order)
         ds = ds.enumerate()
+        if num_shards > 1:
+            ds = ds.shard(num_shards, shard_index)
         augment = self._augment_fn(split.kind, epoch_seed)
         ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=tf.data.AUTOTUNE,
                       deterministic=True)
         return _finish(ds)
 
-    def _array_train_dataset(self, batch_size, epoch):
+    def _array_train_dataset(self, batch_size, epoch, num_shards=1, shard_index=0):
         """In-memory pad-and-crop (+ flip) data, augmented a whole batch at a time.
 
         The per-example crop offsets and flips are drawn for the whole epoch
@@ -191,6 +208,8 @@ class InputData:
         pad = DIGITS_PAD if self.augment == "digits" else CIFAR_PAD
         offsets = rng.integers(0, 2 * pad + 1, size=(split.size, 2)).astype(np.int32)
         flips = (rng.random(split.size) < 0.5) & (self.augment != "digits")
+        if num_shards > 1:
+            order, offsets, flips = (a[shard_index::num_shards] for a in (order, offsets, flips))
         h, w = split.images.shape[1:3]
 
         def augment(images, labels, offset, flip):
@@ -202,7 +221,7 @@ class InputData:
             x = tf.where(flip[:, None, None, None], tf.reverse(x, axis=[2]), x)
             return _normalize(x, spec), labels
 
-        steps = split.size // batch_size
+        steps = len(order) // batch_size
         used = order[:steps * batch_size]
         arrays = [split.images[used], split.labels[used], offsets[:steps * batch_size],
                   flips[:steps * batch_size]]
@@ -251,8 +270,10 @@ class InputData:
         if split.kind == "array":
             images = split.images[:n]
             if images.shape[1:3] != self.input_shape()[:2]:
-                images = _to_uint8(_eval_resize(tf.cast(images, tf.float32), self.preprocessing))
-            return np.asarray(images, np.uint8), split.labels[:n].copy()
+                images = [_to_uint8(_eval_resize(tf.cast(im, tf.float32), self.preprocessing))
+                          for im in images]
+            return np.asarray(images, np.uint8).reshape((-1,) + self.input_shape()), \
+                split.labels[:n].copy()
         if split.kind == "records":
             ds = split.records(self.seed, None)
         else:

@@ -418,3 +418,22 @@ def test_cli(capsys):
     assert '"train_size": 1437' in out and "train pipeline: 384 images" in out
     assert data.main(["--dataset", "mnist"]) == 2
     assert "error: Invalid value for argument `name` (--dataset): received 'mnist'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", ["digits", "folder"])
+def test_shards_split_the_same_epoch(source, digits, folder):
+    """Two shards see disjoint halves of the epoch, each example augmented as unsharded."""
+    d = digits if source == "digits" else data.load(data_dir=folder[0], image_size=16)
+    bs = 8 if source == "digits" else 1
+    full = batches(d.train_dataset(1, epoch=2))
+    full_x = np.concatenate([x for x, _ in full])
+    for index in (0, 1):
+        n = len(range(index, d.train_size, 2)) // bs * bs
+        part = batches(d.train_dataset(bs, epoch=2, num_shards=2, shard_index=index))
+        x = np.concatenate([b[0] for b in part])
+        y = np.concatenate([b[1] for b in part])
+        assert len(y) == n
+        np.testing.assert_array_equal(x, full_x[index::2][:n])
+        np.testing.assert_array_equal(y, np.concatenate([b[1] for b in full])[index::2][:n])
+    with pytest.raises(ValueError, match=r"`shard_index`: received 2; expected 0..1"):
+        d.train_dataset(bs, num_shards=2, shard_index=2)
