@@ -39,8 +39,6 @@ from keras_resnet import specs
 # ImageNet depths with official keras.applications weights.
 IMAGENET_WEIGHT_DEPTHS = (50, 101, 152)
 IMAGENET_CLASSES = 1000
-# keras.applications' BatchNorm epsilon.
-SOURCE_EPSILON = 1.001e-5
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
 
 # The layout (extras of ``ResNet``) that reproduces each keras.applications flavour.
@@ -88,8 +86,8 @@ def check_weights_argument(weights, allow_imagenet=True):
         raise ValueError(f"Invalid value for argument `weights`: received {weights!r}; "
                          f"expected {allowed}.")
     if not os.path.exists(weights):
-        raise ValueError(f"Invalid value for argument `weights`: no file at {os.fspath(weights)!r}; "
-                         f"expected {allowed}.")
+        raise ValueError(f"Invalid value for argument `weights`: no file at "
+                         f"{os.fspath(weights)!r}; expected {allowed}.")
 
 
 def imagenet_layout(depth, preact, extras, family=None):
@@ -519,4 +517,5 @@ def _transfer_or_fail(source, model, what):
     except ValueError as error:
         raise ValueError(
             f"Invalid value for argument `weights`: {what} holds keras.applications' "
-            f"{flavor.application}, which does not fit the model {model.name!r}: {error}.") from error
+            f"{flavor.application}, which does not fit the model {model.name!r}: "
+            f"{error}.") from error
