@@ -242,7 +242,9 @@ def test_imagenet_v2_with_top_offline(offline_keras, monkeypatch, tmp_path):
     served, requested, home = offline_keras
     source = official_source("ResNet50V2", include_top=True, seed=3)
     publish(monkeypatch, served, "ResNet50V2", source, tmp_path / "r50v2.h5", include_top=True)
-    ours = keras_resnet.ResNet(depth=50, preact=True, weights="imagenet", family="imagenet",
+    # No family=: ImageNet weights imply the ImageNet family even at 64x64
+    # (where depth 50 alone would resolve to the CIFAR 6n+2 net).
+    ours = keras_resnet.ResNet(depth=50, preact=True, weights="imagenet",
                                input_shape=(64, 64, 3))
     assert requested == [W.WEIGHTS_URL + "resnet50v2_weights_tf_dim_ordering_tf_kernels.h5"]
     assert ours.get_layer("stem").use_bias
