@@ -822,7 +822,9 @@ class Trainer:
         test_loss = test_acc = None
         for epoch in range(start_epoch + 1, plan.epochs + 1):
             steps = plan.steps_in_epoch(epoch)
-            dataset = self.data.train_dataset(plan.global_batch, epoch=epoch).take(steps)
+            # Repeated, so the dataset is known to be infinite: tf.distribute then skips the
+            # cross-worker "any data left?" check on every next(); the loop takes `steps`.
+            dataset = self.data.train_dataset(plan.global_batch, epoch=epoch).take(steps).repeat()
             iterator = iter(self._distribute(dataset))
             bar = keras.utils.Progbar(steps, verbose=1 if verbose else 0,
                                       stateful_metrics=["loss", "accuracy"],
@@ -878,7 +880,8 @@ class Trainer:
                     writer.flush()
             self.epoch_var.assign(epoch)
             self.manager.save(checkpoint_number=epoch)
-            remaining = (plan.epochs - epoch) * (sum(epoch_times) / len(epoch_times))
+            recent = epoch_times[1:] or epoch_times   # the first epoch also compiles
+            remaining = (plan.epochs - epoch) * (sum(recent) / len(recent))
             say(f"epoch {epoch}/{plan.epochs}: loss {row['loss']} - accuracy {row['accuracy']} - "
                 f"test_accuracy {row['test_accuracy']} - {_fmt_seconds(epoch_seconds)} - "
                 f"{row['images_per_sec']} img/s - input wait {100 * wait / seconds:.1f}% - "
@@ -908,8 +911,7 @@ class Trainer:
             else:
                 metrics["export_dir"] = self.export()
             _write_json(os.path.join(self.run_dir, "metrics.json"), metrics)
-            say(f"Test accuracy {test_acc:.4f} after {metrics['epochs_completed']} epochs; "
-                f"metrics in {os.path.join(self.run_dir, 'metrics.json')}")
+            say(f"Metrics: {os.path.join(self.run_dir, 'metrics.json')}")
         return metrics
 
     def float32_model(self):
