@@ -226,9 +226,21 @@ def _stage_plan(arch):
             yield s, b, strides
 
 
-def build(arch, *, include_top=True, input_tensor=None, input_shape=None, pooling=None,
-          classes=None, classifier_activation="softmax", name=None, data_format=None):
-    """Build the functional ``keras.Model`` of an :class:`Architecture`."""
+def build(arch, **kwargs):
+    """Build the functional ``keras.Model`` of an :class:`Architecture`.
+
+    Keyword arguments as :func:`ResNet`'s (``include_top``, ``input_tensor``,
+    ``input_shape``, ``pooling``, ``classes``, ``classifier_activation``,
+    ``name``, ``data_format``). The variables are created inside
+    :func:`keras_resnet.layers.building_scope`, which keeps 1,000-layer
+    networks fast to build under TensorFlow.
+    """
+    with blocks.building_scope():
+        return _build(arch, **kwargs)
+
+
+def _build(arch, *, include_top=True, input_tensor=None, input_shape=None, pooling=None,
+           classes=None, classifier_activation="softmax", name=None, data_format=None):
     data_format = blocks.resolve_data_format(data_format)
     check_choice("pooling", pooling, specs.POOLINGS)
     if classes is None:
@@ -360,7 +372,9 @@ def ResNet(depth, *, preact=False, family=None, block=None, width=1, shortcut=No
 
     weights_lib.check_weights_argument(weights)
     if weights == "imagenet":
-        extras = weights_lib.imagenet_layout(depth, preact, extras)
+        # ImageNet weights mean an ImageNet network, whatever the input size.
+        family = "imagenet" if family is None else family
+        extras = weights_lib.imagenet_layout(depth, preact, extras, family=family)
     arch = resolve_architecture(depth, preact=preact, family=family, block=block, width=width,
                                 shortcut=shortcut, residual=residual,
                                 drop_path_rate=drop_path_rate, input_shape=shape_for_family,
