@@ -637,9 +637,6 @@ class Trainer:
         self.strategy = strategy if strategy is not None else make_strategy(c.gpus)
         self.chief = is_chief(self.strategy)
         self.replicas = self.strategy.num_replicas_in_sync
-        keras.utils.set_random_seed(c.seed)
-        if c.deterministic:
-            tf.config.experimental.enable_op_determinism()
         self.data = data if data is not None else load_data(c)
         self.plan = make_plan(c, self.data.train_size, self.replicas)
         if c.run_dir is None:
@@ -661,6 +658,10 @@ class Trainer:
         if getattr(self, "model", None) is not None:
             return
         c, plan = self.config, self.plan
+        # Global state changes only once every check has passed.
+        keras.utils.set_random_seed(c.seed)
+        if c.deterministic:
+            tf.config.experimental.enable_op_determinism()
         self.builder = builder_kwargs(c, plan, self.data.input_shape(), self.data.num_classes)
         with self.strategy.scope():
             self.model = build_model(self.builder, c.precision)
