@@ -844,7 +844,8 @@ class Trainer:
                 loss, l2, correct = (float(v) for v in self.train_step(batch))
                 if not (math.isfinite(loss) and math.isfinite(l2)):
                     last = self.manager.latest_checkpoint
-                    where = (f"the last good checkpoint is {last} (epoch {start_epoch if epoch == start_epoch + 1 else epoch - 1})"
+                    # The latest checkpoint is always the one of the previous epoch.
+                    where = (f"the last good checkpoint is {last} (epoch {epoch - 1})"
                              if last else "no checkpoint was written yet")
                     raise TrainingDiverged(
                         f"the training loss became {loss + l2} at epoch {epoch}, step {step}; "
