@@ -231,10 +231,11 @@ def export_saved_model(model, path, *, preprocessing=None):
         str: ``path``.
 
     Example:
-        >>> import tempfile, os, keras, numpy as np, tensorflow as tf
-        >>> from keras_resnet import ResNet
+        >>> import tempfile, os, keras, tensorflow as tf
         >>> from keras_resnet.export import export_saved_model
-        >>> model = ResNet(depth=8, input_shape=(8, 8, 3), classes=3)
+        >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
+        ...                           keras.layers.GlobalAveragePooling2D(),
+        ...                           keras.layers.Dense(3, activation="softmax")])
         >>> path = export_saved_model(model, os.path.join(tempfile.mkdtemp(), "sm"))
         >>> served = tf.saved_model.load(path).signatures["serving_default"]
         >>> served(images=tf.zeros([5, 8, 8, 3]))["probabilities"].shape
@@ -323,12 +324,14 @@ def export_tflite(model, path, quantize=None, representative_data=None, *, prepr
         str: ``path``.
 
     Example:
-        >>> import tempfile, os
-        >>> from keras_resnet import ResNet
+        >>> import tempfile, os, keras
         >>> from keras_resnet.export import export_tflite
-        >>> model = ResNet(depth=8, input_shape=(8, 8, 3), classes=3)
-        >>> path = export_tflite(model, os.path.join(tempfile.mkdtemp(), "m.tflite"))
-        >>> os.path.getsize(path) > 10_000
+        >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
+        ...                           keras.layers.GlobalAveragePooling2D(),
+        ...                           keras.layers.Dense(3, activation="softmax")])
+        >>> path = export_tflite(model, os.path.join(tempfile.mkdtemp(), "m.tflite"),
+        ...                      quantize="float16")
+        >>> os.path.getsize(path) > 1_000
         True
     """
     _check_model(model)

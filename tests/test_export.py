@@ -18,7 +18,8 @@ import pytest
 
 from tests.conftest import requires_tensorflow
 
-pytestmark = [requires_tensorflow]
+# One xdist worker runs the whole module, so the module fixtures (training, export) run once.
+pytestmark = [requires_tensorflow, pytest.mark.xdist_group("export")]
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
