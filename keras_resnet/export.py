@@ -591,8 +591,6 @@ def _write_export(model, tmp, preprocessing, quantize, calibration):
 
 def _write_metadata(model, tmp, preprocessing, class_names, metadata, quantize, serving,
                     n_calibration):
-    import keras
-
     h, w = preprocessing["input_size"]
     files = {}
     for name in sorted(os.listdir(tmp)):
@@ -630,7 +628,6 @@ def _write_metadata(model, tmp, preprocessing, class_names, metadata, quantize, 
         "versions": package_versions(),
         "files": files,
     }
-    meta["keras_version"] = keras.__version__
     for key, value in metadata.items():
         meta.setdefault(key, _jsonable(value))
     with open(os.path.join(tmp, "metadata.json"), "w") as f:

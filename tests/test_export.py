@@ -143,11 +143,13 @@ def test_saved_model_loads_as_tfsmlayer(exported, trained, digits):
 
 def test_tflite_float_parity(exported, trained, digits):
     out = tflite_probs(os.path.join(exported, "model.tflite"), digits["x_test"])
+    print(f"float32: max |dp| {np.abs(out - trained[1]).max():.2e}, keras accuracy {trained[2]:.4f}")
     assert np.abs(out - trained[1]).max() <= 1e-5
 
 
 def test_tflite_float16_parity(exported, trained, digits):
     out = tflite_probs(os.path.join(exported, "model_float16.tflite"), digits["x_test"])
+    print(f"float16: max |dp| {np.abs(out - trained[1]).max():.2e}")
     assert np.abs(out - trained[1]).max() <= 1e-2
 
 
@@ -155,6 +157,7 @@ def test_tflite_float16_parity(exported, trained, digits):
 def test_tflite_quantized_top1_agreement(exported, trained, digits, variant):
     out = tflite_probs(os.path.join(exported, f"model_{variant}.tflite"), digits["x_test"])
     agreement = (out.argmax(1) == trained[1].argmax(1)).mean()
+    print(f"{variant}: top-1 agreement {agreement:.4f}, max |dp| {np.abs(out - trained[1]).max():.2e}")
     assert len(out) == 360 and agreement >= 0.98, agreement
     assert (out.argmax(1) == digits["y_test"]).mean() >= trained[2] - 0.02
 
