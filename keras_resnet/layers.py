@@ -388,6 +388,15 @@ class _ResidualUnit(keras.layers.Layer):
             self.gate_conv.build(input_shape)
         self.built = True
 
+    def build_from_config(self, config):
+        """Build from a saved build config (``.keras`` loading), variables deferred.
+
+        The same :func:`building_scope` as the builders': a saved 1,000-layer
+        network reloads without one eager kernel compilation per variable.
+        """
+        with building_scope():
+            super().build_from_config(config)
+
     # -- forward ----------------------------------------------------------------------
     def _pad(self, x, amount):
         if not amount:
@@ -644,6 +653,15 @@ class Stem(keras.layers.Layer):
         if self.pool is not None:
             self.pool.build(out)
         self.built = True
+
+    def build_from_config(self, config):
+        """Build from a saved build config (``.keras`` loading), variables deferred.
+
+        The same :func:`building_scope` as the builders': a saved 1,000-layer
+        network reloads without one eager kernel compilation per variable.
+        """
+        with building_scope():
+            super().build_from_config(config)
 
     def call(self, inputs, training=None):
         x = self.conv(self._pad(inputs, self._kernel // 2))
