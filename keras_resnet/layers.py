@@ -293,16 +293,16 @@ class _ResidualUnit(keras.layers.Layer):
         n = len(convs)
         self._kernels = [k for k, _, _ in convs]
         self._conv_strides = [s for _, _, s in convs]
-        self.convs = [self._conv(f, k, s, f"conv{i + 1}")
-                      for i, (k, f, s) in enumerate(convs)]
-        # BN i normalises the input of conv i (pre-activation orderings) or
-        # its output (the others); "bn_after_add" normalises the sum with its last.
-        bn_channels = [f for _, f, _ in convs]
-        if self.ordering == "full_preact":
-            bn_channels = [None] + bn_channels[:-1]  # input channels, known at build
-        self.bns = [self._bn(f"bn{i + 1}", zero=(self.zero_init and i == n - 1))
-                    for i in range(n)]
-        self._bn_channels = bn_channels
+        # Branch layers are plain attributes (conv1, bn1, conv2, ...), not lists:
+        # TensorFlow's checkpoint tracking (tf.train.Checkpoint) follows
+        # attributes but not Keras's tracked lists. `convs` and `bns` are views.
+        self._branch_length = n
+        for i, (k, f, s) in enumerate(convs):
+            setattr(self, f"conv{i + 1}", self._conv(f, k, s, f"conv{i + 1}"))
+        # BN i normalises the input of conv i (full pre-activation) or its
+        # output (the others); "bn_after_add" normalises the sum with its last.
+        for i in range(n):
+            setattr(self, f"bn{i + 1}", self._bn(f"bn{i + 1}", zero=(self.zero_init and i == n - 1)))
         self.out_channels = convs[-1][1]
         self.dropout = (keras.layers.Dropout(self.dropout_rate, seed=seed,
                                              name=f"{self.name}_dropout", dtype=self.dtype_policy)
@@ -310,7 +310,19 @@ class _ResidualUnit(keras.layers.Layer):
         self.shortcut_conv = self.shortcut_bn = self.gate_conv = None
         self._shortcut_kind = None
         if self.drop_path_rate or self.skip == "dropout":
-            self._rng = keras.random.SeedGenerator(seed)
+            self._rng = keras.random.SeedGenerator(seed, name=f"{self.name}_seed_generator")
+            # Seen by tf.train.Checkpoint, so a resumed run draws the same masks.
+            self._rng_state = self._rng.state
+
+    @property
+    def convs(self):
+        """The branch convolutions, in order (``conv1``, ``conv2``, ...)."""
+        return [getattr(self, f"conv{i + 1}") for i in range(self._branch_length)]
+
+    @property
+    def bns(self):
+        """The branch BatchNorms, in order (``bn1``, ``bn2``, ...)."""
+        return [getattr(self, f"bn{i + 1}") for i in range(self._branch_length)]
 
     # -- the part that differs between block kinds -------------------------------
     def branch_convs(self):
