@@ -98,7 +98,8 @@ def test_kernel_initializer_for():
 
 def test_equal_shaped_convolutions_start_different():
     model = keras_resnet.ResNet(20)
-    kernels = [_np(w) for w in model.weights if w.path.endswith("kernel") and w.shape == (3, 3, 16, 16)]
+    kernels = [_np(w) for w in model.weights
+               if w.path.endswith("kernel") and tuple(w.shape) == (3, 3, 16, 16)]
     assert len(kernels) == 6
     for i in range(len(kernels)):
         for j in range(i):
