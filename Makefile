@@ -26,7 +26,7 @@ demo: $(STAMP)
 # backend-agnostic model tests again under JAX.
 test: $(STAMP)
 	KERAS_BACKEND=tensorflow $(PYTEST) -m "not slow" -n 2 --dist loadgroup --timeout 900 keras_resnet tests
-	KERAS_BACKEND=jax $(PYTEST) -m "multibackend and not slow" -n 2 --timeout 900 -p no:doctest tests
+	KERAS_BACKEND=jax $(PYTEST) -m "multibackend and not slow" -n 2 --timeout 900 tests
 
 test-slow: $(STAMP)
 	KERAS_BACKEND=tensorflow $(PYTEST) -m slow --timeout 3600 tests
