@@ -215,8 +215,54 @@ def format_table(result):
     return "\n".join(lines)
 
 
+BUILD_MODELS = {"resnet1001_preact": dict(depth=1001, preact=True), "resnet1202": dict(depth=1202)}
+
+_BUILD_CHILD = """
+import sys, time, json
+t = time.perf_counter()
+import keras, keras_resnet
+imported = time.perf_counter() - t
+kwargs = json.loads(sys.argv[1])
+t = time.perf_counter()
+model = keras_resnet.ResNet(**kwargs)
+built = time.perf_counter() - t
+print(json.dumps({"import_s": imported, "build_s": built, "top_level_layers": len(model.layers),
+                  "recursion_limit": sys.getrecursionlimit(), "backend": keras.backend.backend()}))
+"""
+
+
+def build_benchmark(models=tuple(BUILD_MODELS), *, repeats=3, log=None):
+    """Time ``keras_resnet.ResNet(...)`` for very deep nets, each build in a fresh process.
+
+    The models are interleaved (A, B, A, B, ...) so that machine noise hits both
+    alike; the median of ``repeats`` builds is reported.
+    """
+    import json
+    import statistics
+    import subprocess
+    import sys
+
+    unknown = [m for m in models if m not in BUILD_MODELS]
+    if unknown:
+        raise ValueError(f"Invalid value for argument `models`: received {unknown[0]!r}; "
+                         f"expected names from {', '.join(BUILD_MODELS)}.")
+    runs = {m: [] for m in models}
+    for r in range(repeats):
+        for m in models:
+            out = subprocess.run([sys.executable, "-c", _BUILD_CHILD, json.dumps(BUILD_MODELS[m])],
+                                 capture_output=True, text=True, check=True)
+            runs[m].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            if log:
+                log(f"{m} repeat {r + 1}: built in {runs[m][-1]['build_s']:.2f} s")
+    return {m: {"build_s_median": statistics.median(x["build_s"] for x in v),
+                "build_s": [x["build_s"] for x in v],
+                "top_level_layers": v[0]["top_level_layers"],
+                "recursion_limit": v[0]["recursion_limit"], "backend": v[0]["backend"]}
+            for m, v in runs.items()}
+
+
 def main(argv=None):
-    """``recipes/benchmark.py --inference``."""
+    """``recipes/benchmark.py --inference`` or ``--build``."""
     import argparse
     import json
     import sys
@@ -224,9 +270,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="recipes/benchmark.py",
         description="Batch-1 inference latency and model size of Keras, SavedModel and each "
-                    "TFLite variant, side by side (random weights).")
-    parser.add_argument("--inference", action="store_true", required=True,
-                        help="run the inference benchmark (the only mode)")
+                    "TFLite variant, side by side (random weights); or the build time of "
+                    "1,000-layer ResNets.")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--inference", action="store_true",
+                      help="batch-1 latency and size of every export format")
+    mode.add_argument("--build", action="store_true",
+                      help="build time of ResNet-1001 (pre-act) and ResNet-1202, each in a "
+                           "fresh process, interleaved; median of --repeats (default 3 here)")
     parser.add_argument("--models", default=",".join(MODELS),
                         help=f"comma-separated, from {', '.join(MODELS)} (default: all)")
     parser.add_argument("--repeats", type=int, default=15,
@@ -239,6 +290,24 @@ def main(argv=None):
                         help="also write the results as JSON to FILE ('-' for stdout only)")
     args = parser.parse_args(argv)
     quiet = args.json == "-"
+    if args.build:
+        repeats = 3 if "--repeats" not in (argv if argv is not None else sys.argv) else args.repeats
+        result = build_benchmark(repeats=repeats,
+                                 log=None if quiet else (lambda m: print(m, flush=True)))
+        if not quiet:
+            print(f"\n{'model':<20} {'backend':<11} {'top-level layers':>16} "
+                  f"{'median build (s)':>17}  recursion limit")
+            for m, r in result.items():
+                print(f"{m:<20} {r['backend']:<11} {r['top_level_layers']:>16} "
+                      f"{r['build_s_median']:>17.2f}  {r['recursion_limit']} (untouched)")
+        if args.json:
+            text = json.dumps(result, indent=2)
+            if quiet:
+                print(text)
+            else:
+                with open(args.json, "w") as f:
+                    f.write(text)
+        return 0
     try:
         result = inference_benchmark(tuple(m for m in args.models.split(",") if m),
                                      repeats=args.repeats, calls=args.calls,
