@@ -255,7 +255,20 @@ def kernel_initializer_for(initializer, layer_name):
     return type(initializer).from_config(config)
 
 
-class _ResidualUnit(keras.layers.Layer):
+class _DeferredBuild:
+    """Mixin: layers loaded from a ``.keras`` file build inside :func:`building_scope`."""
+
+    def build_from_config(self, config):
+        """Build from a saved build config (``.keras`` loading), variables deferred.
+
+        The same :func:`building_scope` as the builders': a saved 1,000-layer
+        network reloads without one eager kernel compilation per variable.
+        """
+        with building_scope():
+            super().build_from_config(config)
+
+
+class _ResidualUnit(_DeferredBuild, keras.layers.Layer):
     """The shared body of both block kinds; see the module docstring."""
 
     def __init__(self, filters, strides=1, *, preact=False, ordering=None,
@@ -399,15 +412,6 @@ class _ResidualUnit(keras.layers.Layer):
             self.gate_conv.bias_initializer = keras.initializers.Constant(self.gate_bias)
             self.gate_conv.build(input_shape)
         self.built = True
-
-    def build_from_config(self, config):
-        """Build from a saved build config (``.keras`` loading), variables deferred.
-
-        The same :func:`building_scope` as the builders': a saved 1,000-layer
-        network reloads without one eager kernel compilation per variable.
-        """
-        with building_scope():
-            super().build_from_config(config)
 
     # -- forward ----------------------------------------------------------------------
     def _pad(self, x, amount):
@@ -597,7 +601,7 @@ class BottleneckBlock(_ResidualUnit):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class Stem(keras.layers.Layer):
+class Stem(_DeferredBuild, keras.layers.Layer):
     """The network's first convolution, with BN/ReLU and max-pool per family.
 
     CIFAR: a 3x3 convolution. ImageNet: a 7x7/2 convolution followed by a 3x3/2
@@ -665,15 +669,6 @@ class Stem(keras.layers.Layer):
         if self.pool is not None:
             self.pool.build(out)
         self.built = True
-
-    def build_from_config(self, config):
-        """Build from a saved build config (``.keras`` loading), variables deferred.
-
-        The same :func:`building_scope` as the builders': a saved 1,000-layer
-        network reloads without one eager kernel compilation per variable.
-        """
-        with building_scope():
-            super().build_from_config(config)
 
     def call(self, inputs, training=None):
         x = self.conv(self._pad(inputs, self._kernel // 2))
