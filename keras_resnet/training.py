@@ -1136,4 +1136,30 @@ def main(recipe, argv=None):
                   ".signatures['serving_default'](images=uint8 RGB batch)['probabilities']\n"
                   f"  TFLite:      {export_dir}/model.tflite (uint8 RGB input, preprocessing inside)\n"
                   f"  metadata:    {export_dir}/metadata.json")
+            examples = write_examples(trainer.data, os.path.join(trainer.run_dir, "examples"))
+            if examples:
+                print(f"Classify images with it (a few test images were saved for you):\n"
+                      f"  python recipes/predict.py {export_dir} "
+                      f"{os.path.join(trainer.run_dir, 'examples', '*.png')}")
     return 0
+
+
+def write_examples(data, directory, n=5):
+    """Save ``n`` raw test images as PNG files named ``<i>_<class>.png``; return their paths.
+
+    They let a user try ``recipes/predict.py`` on the export straight away.
+    """
+    from PIL import Image
+
+    try:
+        images, labels = data.raw_test_images(n)
+    except Exception:  # noqa: BLE001 - examples are a convenience, never a failure
+        return []
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for i, (image, label) in enumerate(zip(images, labels)):
+        name = str(data.class_names[int(label)]).replace(os.sep, "_")
+        path = os.path.join(directory, f"{i}_{name}.png")
+        Image.fromarray(np.asarray(image, np.uint8)).save(path)
+        paths.append(path)
+    return paths

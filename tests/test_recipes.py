@@ -136,6 +136,21 @@ def test_one_epoch_of_the_digits_recipe_writes_the_run_dir_and_exports(tmp_path,
     assert correct / total == pytest.approx(metrics["test_accuracy"], abs=1e-6)
     meta = json.loads(open(os.path.join(export_dir, "metadata.json")).read())
     assert meta["architecture"]["builder"]["kwargs"]["depth"] == 8 and meta["dataset"] == "digits"
+    # The printed predict command works straight away on the saved example digits.
+    examples = sorted((run_dir / "examples").glob("*.png"))
+    assert len(examples) == 5
+    assert f"python recipes/predict.py {os.path.abspath(export_dir)} " in out
+    from keras_resnet import predict as predict_lib
+
+    assert predict_lib.main([os.path.abspath(export_dir), *map(str, examples), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [r["file"] for r in result["results"]] == list(map(str, examples))
+    images, labels = data.raw_test_images(5)
+    for r, image, path in zip(result["results"], images, examples):
+        probs = [p["probability"] for p in r["predictions"]]
+        assert len(probs) == 5 and probs == sorted(probs, reverse=True)
+        stored = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(path).convert("RGB"))
+        np.testing.assert_array_equal(stored, image)  # the PNGs are the raw test images
     # Same flags again: the finished run is restored, not retrained.
     code, out, err = _main("cifar10", args, capsys)
     assert code == 0, err
