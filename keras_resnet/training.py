@@ -778,6 +778,32 @@ class Trainer:
             tf.data.experimental.AutoShardPolicy.DATA
         return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
 
+    def _train_iterator(self, epoch, steps):
+        """An iterator over the distributed training batches of ``epoch``.
+
+        Repeated, so the dataset is known to be infinite: tf.distribute then skips
+        the cross-worker "any data left?" check on every next(); the loop takes
+        ``steps``. Across workers (MultiWorkerMirroredStrategy) every worker reads
+        only its own shard of the epoch (examples ``i, i + N, ...``), sharded before
+        decoding and augmentation, so the input work does not grow with the number
+        of hosts; the examples of a global step are the same as on one machine.
+        """
+        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return iter(self.strategy.distribute_datasets_from_function(
+                lambda ctx: self.worker_dataset(ctx, epoch, steps)))
+        dataset = self.data.train_dataset(self.plan.global_batch, epoch=epoch)
+        return iter(self._distribute(dataset.take(steps).repeat()))
+
+    def worker_dataset(self, ctx, epoch, steps):
+        """One worker's training input (``ctx``: a ``tf.distribute.InputContext``):
+        its shard of ``epoch``, in per-replica batches, ``steps`` steps, repeated."""
+        per_replica = ctx.get_per_replica_batch_size(self.plan.global_batch)
+        local_replicas = ctx.num_replicas_in_sync // ctx.num_input_pipelines
+        ds = self.data.train_dataset(per_replica, epoch=epoch,
+                                     num_shards=ctx.num_input_pipelines,
+                                     shard_index=ctx.input_pipeline_id)
+        return ds.take(steps * local_replicas).repeat()
+
     def evaluate(self):
         """Test loss and accuracy over the whole test set."""
         loss = correct = count = 0.0
@@ -823,10 +849,7 @@ class Trainer:
         test_loss = test_acc = None
         for epoch in range(start_epoch + 1, plan.epochs + 1):
             steps = plan.steps_in_epoch(epoch)
-            # Repeated, so the dataset is known to be infinite: tf.distribute then skips the
-            # cross-worker "any data left?" check on every next(); the loop takes `steps`.
-            dataset = self.data.train_dataset(plan.global_batch, epoch=epoch).take(steps).repeat()
-            iterator = iter(self._distribute(dataset))
+            iterator = self._train_iterator(epoch, steps)
             bar = keras.utils.Progbar(steps, verbose=1 if verbose else 0,
                                       stateful_metrics=["loss", "accuracy"],
                                       unit_name="step") if verbose else None

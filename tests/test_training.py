@@ -361,3 +361,32 @@ def test_xla_train_step_compiles_and_learns(tmp_path):
     images, labels = next(iter(trainer.data.train_dataset(64, epoch=0)))
     losses = [float(trainer.train_step((images, labels))[0]) for _ in range(4)]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+
+
+def test_each_worker_reads_only_its_shard_and_a_step_sees_the_global_batch(tmp_path):
+    """Across workers the input is sharded before decoding/augmentation: two workers'
+    batches of a step are disjoint and together are one machine's global batch."""
+    from keras_resnet import data as data_lib
+
+    config = TrainConfig(dataset="digits", depth=8, batch_size=64, epochs=1,
+                         deterministic=False, run_dir=str(tmp_path / "run"), no_export=True)
+    trainer = training.Trainer(config, strategy=tf.distribute.get_strategy(),
+                               data=data_lib.load("digits"))
+    steps = 3
+    shards = []
+    for worker in range(2):
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=worker,
+                                         num_replicas_in_sync=2)
+        batches = list(trainer.worker_dataset(ctx, epoch=2, steps=steps).take(steps))
+        assert all(x.shape == (32, 8, 8, 3) for x, _ in batches)
+        shards.append(batches)
+    whole = list(trainer.data.train_dataset(64, epoch=2).take(steps))
+
+    def rows(x):
+        return sorted(map(bytes, np.asarray(x).reshape(len(x), -1)))
+
+    for step in range(steps):
+        a, b = shards[0][step][0].numpy(), shards[1][step][0].numpy()
+        assert not set(rows(a)) & set(rows(b))
+        np.testing.assert_array_equal(
+            np.array(rows(np.concatenate([a, b]))), np.array(rows(whole[step][0].numpy())))
