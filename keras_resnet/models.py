@@ -199,14 +199,12 @@ def _architecture(family, block, stage_blocks, width, *, preact, ordering=None,
     if "dropout_rate" in options:
         blocks._as_rate("dropout_rate", options["dropout_rate"])
     base = specs.STAGE_FILTERS[family]
-    if block == "basic":
-        filters = tuple(_scale(f, width) for f in base)
-        out = None
-    else:  # wide bottlenecks widen the inner layers (Zagoruyko & Komodakis 2016)
-        filters = tuple(_scale(f, width) for f in base)
+    filters = tuple(_scale(f, width) for f in base)
+    # Wide bottlenecks widen the inner layers only (Zagoruyko & Komodakis 2016):
+    # their outputs keep expansion x the unwidened filters.
+    out = None
+    if block == "bottleneck" and width != 1:
         out = tuple(f * specs.BOTTLENECK_EXPANSION for f in base)
-        if width == 1:
-            out = None
     return Architecture(
         family=family, block=block, stage_blocks=tuple(stage_blocks),
         stage_filters=filters, stem_filters=specs.STEM_FILTERS[family], out_filters=out,
@@ -292,10 +290,11 @@ def _build(arch, *, include_top=True, input_tensor=None, input_shape=None, pooli
     if preact:
         x = keras.layers.Activation("relu", name="post_relu")(x)
     if include_top:
-        x = keras.layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
-        # Under a mixed precision policy the classifier computes in float32, so
-        # logits and probabilities (and the loss on them) stay float32.
+        # Under a mixed precision policy the classifier (pooling and dense) computes
+        # in float32, so logits and probabilities (and the loss on them) stay float32.
         head_dtype = "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
+        x = keras.layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool",
+                                                dtype=head_dtype)(x)
         x = keras.layers.Dense(classes, activation=classifier_activation,
                                kernel_regularizer=arch.kernel_regularizer,
                                name="predictions", dtype=head_dtype)(x)

@@ -445,26 +445,12 @@ def build_model(kwargs, precision="float32"):
     if precision not in PRECISIONS:
         raise ValueError(f"Invalid value for argument `precision`: received {precision!r}; "
                          f"expected one of {PRECISIONS}.")
-    if precision == "float32":
-        return keras_resnet.ResNet(**kwargs)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
-    try:
-        body_kwargs = {k: v for k, v in kwargs.items() if k not in ("classes", "pooling")}
-        body = keras_resnet.ResNet(include_top=False, **body_kwargs)
+    try:  # the builder keeps the classifier float32 under mixed policies
+        return keras_resnet.ResNet(**kwargs)
     finally:
         keras.config.set_dtype_policy(previous)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype="float32")(body.output)
-    classes = kwargs.get("classes")
-    if classes is None:
-        from keras_resnet import models, specs
-
-        family = models.resolve_family(kwargs["depth"], kwargs.get("family"),
-                                       kwargs.get("input_shape"))
-        classes = specs.DEFAULT_CLASSES[family]
-    outputs = keras.layers.Dense(classes, activation="softmax", name="predictions",
-                                 dtype="float32")(x)
-    return keras.Model(body.inputs, outputs, name=body.name)
 
 
 def make_optimizer(plan, momentum):
