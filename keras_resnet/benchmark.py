@@ -277,11 +277,12 @@ def main(argv=None):
                       help="batch-1 latency and size of every export format")
     mode.add_argument("--build", action="store_true",
                       help="build time of ResNet-1001 (pre-act) and ResNet-1202, each in a "
-                           "fresh process, interleaved; median of --repeats (default 3 here)")
+                           "fresh process, interleaved; median of --repeats")
     parser.add_argument("--models", default=",".join(MODELS),
                         help=f"comma-separated, from {', '.join(MODELS)} (default: all)")
-    parser.add_argument("--repeats", type=int, default=15,
-                        help="interleaved repetitions; the median is reported (default 15)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="interleaved repetitions; the median is reported "
+                             "(default 15 with --inference, 3 with --build)")
     parser.add_argument("--calls", type=int, default=5,
                         help="calls per format per repetition (default 5)")
     parser.add_argument("--threads", type=int, default=None,
@@ -291,8 +292,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     quiet = args.json == "-"
     if args.build:
-        repeats = 3 if "--repeats" not in (argv if argv is not None else sys.argv) else args.repeats
-        result = build_benchmark(repeats=repeats,
+        result = build_benchmark(repeats=3 if args.repeats is None else args.repeats,
                                  log=None if quiet else (lambda m: print(m, flush=True)))
         if not quiet:
             print(f"\n{'model':<20} {'backend':<11} {'top-level layers':>16} "
@@ -310,7 +310,8 @@ def main(argv=None):
         return 0
     try:
         result = inference_benchmark(tuple(m for m in args.models.split(",") if m),
-                                     repeats=args.repeats, calls=args.calls,
+                                     repeats=15 if args.repeats is None else args.repeats,
+                                     calls=args.calls,
                                      threads=args.threads,
                                      log=None if quiet else (lambda m: print(m, flush=True)))
     except ValueError as e:

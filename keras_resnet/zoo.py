@@ -6,6 +6,7 @@ import keras
 
 from keras_resnet.flops import flops as count_flops
 from keras_resnet import models, specs
+from keras_resnet.layers import BottleneckBlock
 
 COLUMNS = ("model", "depth", "family", "block", "preact", "params", "GMACs",
            "paper params", "paper error %", "source")
@@ -30,7 +31,7 @@ def row(name):
     entry = specs.ZOO[name]
     model = build(name)
     layer = model.get_layer("stage1_block1")
-    arch_block = "bottleneck" if type(layer).__name__ == "BottleneckBlock" else "basic"
+    arch_block = "bottleneck" if isinstance(layer, BottleneckBlock) else "basic"
     out = {
         "model": name, "depth": entry.kwargs["depth"], "family": entry.family,
         "block": arch_block, "preact": layer.ordering == "full_preact",

@@ -15,8 +15,9 @@ import pytest  # noqa: E402
 
 def trainable_count(model):
     """Trainable parameters (Keras's count_params() also counts BN statistics)."""
-    return int(sum(int(w.numpy().size) if hasattr(w, "numpy") else int(keras.ops.size(w))
-                   for w in model.trainable_weights))
+    from keras_resnet.zoo import trainable_params
+
+    return trainable_params(model)
 
 
 @pytest.fixture(autouse=True)
