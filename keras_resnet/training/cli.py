@@ -144,6 +144,9 @@ def build_parser(recipe):
                    "pass (TensorFlow; the JAX backend always compiles with XLA)")
     r.add_argument("--sync-bn", action="store_true",
                    help="BatchNorm statistics over all replicas (small per-replica batches)")
+    r.add_argument("--remat", action="store_true",
+                   help="recompute each block's activations in the backward pass: less memory "
+                        "for very deep nets, about one more forward pass of compute (JAX)")
     r.add_argument("--steps-per-execution", type=int, default=None,
                    help="train steps per compiled call (default: 4 on CPU, 32 on GPU)")
     r.add_argument("--log-every", type=int, default=None,

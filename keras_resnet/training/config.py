@@ -83,6 +83,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     zero_init: str = "auto"
     sync_bn: bool = False
+    remat: bool = False
     gpus: int | None = None
     precision: str = "float32"
     xla: bool = False
@@ -182,6 +183,9 @@ def resolve_config(config):
     if unknown:
         raise ConfigError(f"model_extras {unknown[0]!r} is not a setting of a training run; "
                           f"expected some of {', '.join(MODEL_EXTRAS)}.")
+    if c.remat and c.backend == "tensorflow":
+        raise ConfigError("--remat runs under the JAX backend (--backend jax); under "
+                          "TensorFlow, lower --batch-size instead.")
     if c.warmup_epochs is not None and c.recipe != "imagenet":
         raise ConfigError("--warmup-epochs belongs to recipes/imagenet.py; the CIFAR recipe "
                           "warms up ResNet-110 and deeper at lr/10 for 400 iterations.")

@@ -95,6 +95,9 @@ class TFEngine:
     backend = "tensorflow"
 
     def __init__(self, config, strategy=None):
+        if config.remat:
+            raise ConfigError("--remat runs under the JAX backend (--backend jax); under "
+                              "TensorFlow, lower --batch-size instead.")
         self.strategy = strategy if strategy is not None else make_strategy(config.gpus)
         self.chief = is_chief(self.strategy)
         self.replicas = self.strategy.num_replicas_in_sync

@@ -44,7 +44,7 @@ def check_builder_kwargs(kwargs):
         raise ConfigError(str(e)) from None
 
 
-def build_model(kwargs, precision="float32", sync_bn=False):
+def build_model(kwargs, precision="float32", sync_bn=False, remat=False):
     """Build ``keras_resnet.ResNet(**kwargs)`` under a precision policy.
 
     Under ``mixed_float16`` / ``mixed_bfloat16`` the body computes in 16 bits with
@@ -53,7 +53,8 @@ def build_model(kwargs, precision="float32", sync_bn=False):
     the same layers, names and weights as ``ResNet(**kwargs)``. ``sync_bn``
     makes every BatchNormalization compute its batch statistics over all
     replicas (TensorFlow; under JAX's data parallelism the statistics are over
-    the global batch already).
+    the global batch already). ``remat`` recomputes every block's activations
+    in the backward pass (JAX; see :mod:`keras_resnet.training.remat`).
 
     Example:
 
@@ -81,6 +82,10 @@ def build_model(kwargs, precision="float32", sync_bn=False):
         for layer in _walk(model):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.synchronized = True
+    if remat:
+        from keras_resnet.training.remat import rematerialize_blocks
+
+        rematerialize_blocks(model)
     return model
 
 

@@ -161,7 +161,8 @@ class Trainer:
         # Global state (seeds, op determinism) changes only once every check passed.
         self.engine.set_global_state(c.seed)
         with self.engine.scope():
-            self.model = build_model(self.builder, c.precision, sync_bn=c.sync_bn)
+            self.model = build_model(self.builder, c.precision, sync_bn=c.sync_bn,
+                                     remat=c.remat)
             self.optimizer = make_optimizer(plan, c.momentum)
             self.optimizer.build(self.model.trainable_variables)
         self.decayed = decay_variables(self.model)
