@@ -38,65 +38,20 @@ import numpy as np
 from keras import ops
 
 from keras_resnet import specs
+# The argument checks and the shortcut decision live with the architecture
+# (no Keras there); the layers use the same ones.
+from keras_resnet.architecture import (  # noqa: F401 - BN_*, shortcut_kind: public here too
+    BN_EPSILON, BN_MOMENTUM, PREACT_ORDERINGS, check_choice, shortcut_kind)
+from keras_resnet.architecture import check_int as _as_int
+from keras_resnet.architecture import check_rate as _as_rate
 
 PACKAGE = "keras_resnet"
 
-# BatchNorm defaults bound once (torchvision/flax conventions: momentum 0.9 in
-# Keras terms, epsilon 1e-5).
-BN_MOMENTUM = 0.9
-BN_EPSILON = 1e-5
-PREACT_ORDERINGS = ("relu_preact", "full_preact")
-
-
-def check_choice(name, value, allowed):
-    """Raise a ValueError naming ``name`` unless ``value`` is one of ``allowed``."""
-    if value not in allowed:
-        raise ValueError(
-            f"Invalid value for argument `{name}`: received {value!r}; "
-            f"expected one of {', '.join(repr(a) for a in allowed)}.")
-    return value
-
 
 def resolve_data_format(data_format):
+    """``data_format``, or Keras's configured ``image_data_format()`` when None."""
     data_format = data_format or keras.config.image_data_format()
     return check_choice("data_format", data_format, ("channels_last", "channels_first"))
-
-
-def shortcut_kind(shortcut, in_channels, out_channels, strides, residual=True):
-    """Decide the shortcut of one block: the only place this is decided.
-
-    Returns ``None`` (no shortcut: the plain twin), ``"identity"``,
-    ``"subsample"`` (strided identity, parameter-free), ``"pad"`` (option A:
-    subsample and zero-pad the new channels) or ``"projection"`` (1x1 conv).
-
-    Option B projects where the channel count changes; where only the
-    resolution changes (the stride placed in a stage's last block, as in
-    keras.applications' V2 models) it subsamples.
-    """
-    if not residual:
-        return None
-    if shortcut == "C":
-        return "projection"
-    if in_channels != out_channels:
-        return "pad" if shortcut == "A" else "projection"
-    return "subsample" if strides > 1 else "identity"
-
-
-def _as_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Argument `{name}` must be an int; received {value!r} "
-                        f"of type {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"Argument `{name}` must be >= {minimum}; received {value}.")
-    return value
-
-
-def _as_rate(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Argument `{name}` must be a float in [0, 1); received {value!r}.")
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"Argument `{name}` must be in [0, 1); received {value}.")
-    return float(value)
 
 
 # -- building fast ------------------------------------------------------------------
