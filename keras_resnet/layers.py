@@ -7,7 +7,8 @@ of that body:
 
 * ``ordering``: where BatchNorm and ReLU sit relative to the addition (He et al.
   2016, "Identity Mappings", Fig. 4): ``"post"`` (the original), ``"bn_after_add"``,
-  ``"relu_before_add"``, ``"relu_preact"`` and ``"full_preact"``;
+  ``"relu_before_add"``, ``"relu_preact"`` and ``"full_preact"``, read from one
+  table (:data:`keras_resnet.architecture.UNIT_ORDERINGS`);
 * ``shortcut``: option ``"A"`` (parameter-free: subsampling plus zero-padded
   channels), ``"B"`` (projection where the channel count changes) or ``"C"``
   (projection on every block), He et al. 2015, section 3.3;
@@ -41,7 +42,7 @@ from keras_resnet import specs
 # The argument checks and the shortcut decision live with the architecture
 # (no Keras there); the layers use the same ones.
 from keras_resnet.architecture import (  # noqa: F401 - BN_*, shortcut_kind: public here too
-    BN_EPSILON, BN_MOMENTUM, PREACT_ORDERINGS, check_choice, shortcut_kind)
+    BN_EPSILON, BN_MOMENTUM, PREACT_ORDERINGS, UNIT_ORDERINGS, check_choice, shortcut_kind)
 from keras_resnet.architecture import check_int as _as_int
 from keras_resnet.architecture import check_rate as _as_rate
 
@@ -242,6 +243,7 @@ class _ResidualUnit(_DeferredBuild, keras.layers.Layer):
                              "preact=True means ordering='full_preact'.")
         self.ordering = check_choice("ordering", ordering, specs.ORDERINGS)
         self.preact = self.ordering == "full_preact"
+        self._unit = UNIT_ORDERINGS[self.ordering]
         self.shortcut = check_choice("shortcut", shortcut, specs.SHORTCUTS)
         self.skip = check_choice("skip", skip, specs.SKIPS)
         self.residual = bool(residual)
@@ -267,8 +269,8 @@ class _ResidualUnit(_DeferredBuild, keras.layers.Layer):
         self._branch_length = n
         for i, (k, f, s) in enumerate(convs):
             setattr(self, f"conv{i + 1}", self._conv(f, k, s, f"conv{i + 1}"))
-        # BN i normalises the input of conv i (full pre-activation) or its
-        # output (the others); "bn_after_add" normalises the sum with its last.
+        # BN i belongs to conv i: it normalises its input or its output, or (the
+        # last BN of "bn_after_add") the sum; see UNIT_ORDERINGS.
         for i in range(n):
             setattr(self, f"bn{i + 1}", self._bn(f"bn{i + 1}", zero=(self.zero_init and i == n - 1)))
         self.out_channels = convs[-1][1]
@@ -343,22 +345,22 @@ class _ResidualUnit(_DeferredBuild, keras.layers.Layer):
         self._shortcut_kind = shortcut_kind(self.shortcut, in_channels, self.out_channels,
                                             self.strides, self.residual)
         shape = input_shape
-        post = self.ordering != "full_preact"
+        before = self._unit.bn_before_conv
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
-            if not post:
+            if before:
                 bn.build(shape)
-            k, s = self._kernels[i], self._conv_strides[i]
+            k = self._kernels[i]
             hw = tuple(None if d is None else d + 2 * (k // 2) for d in self._spatial(shape))
             conv.build(self._with(shape, hw, shape[self._channel_axis]))
             shape = conv.compute_output_shape(self._with(shape, hw, shape[self._channel_axis]))
-            if post:
+            if not before:
                 bn.build(shape)
         if self.dropout is not None:
             self.dropout.build(shape)
         if self._shortcut_kind == "projection":
             self.shortcut_conv = self._conv(self.out_channels, 1, self.strides, "shortcut_conv")
             self.shortcut_conv.build(input_shape)
-            if self.ordering not in PREACT_ORDERINGS:
+            if not self._unit.preactivation:
                 self.shortcut_bn = self._bn("shortcut_bn")
                 self.shortcut_bn.build(self.shortcut_conv.compute_output_shape(input_shape))
         if self.residual and self.skip in ("exclusive_gating", "shortcut_gating"):
@@ -398,31 +400,31 @@ class _ResidualUnit(_DeferredBuild, keras.layers.Layer):
             pads = [[0, 0]] * 4
             pads[self._channel_axis] = [0, extra]
             return ops.pad(x, pads)
-        source = preactivated if self.ordering in PREACT_ORDERINGS else x
+        # Pre-activation units project their pre-activated input (He et al. 2016, appendix).
+        source = preactivated if self._unit.preactivation else x
         y = self.shortcut_conv(source)
         return self.shortcut_bn(y, training=training) if self.shortcut_bn is not None else y
 
+    @staticmethod
+    def _norm_act(steps, x, bn, training):
+        """Apply ``steps`` (a field of :class:`UnitOrdering`) to ``x`` with BatchNorm ``bn``."""
+        for step in steps:
+            x = bn(x, training=training) if step == "bn" else ops.relu(x)
+        return x
+
     def _branch(self, x, training):
-        o = self.ordering
-        n = len(self.convs)
+        """The residual branch, and its pre-activated input (what projections read)."""
+        unit, n = self._unit, self._branch_length
         preactivated = x
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
             last = i == n - 1
-            if o == "full_preact":
-                x = ops.relu(bn(x, training=training))
-            elif o == "relu_preact":
-                x = ops.relu(x)
+            x = self._norm_act(unit.before_conv, x, bn, training)
             if i == 0:
                 preactivated = x
             if last and self.dropout is not None:
                 x = self.dropout(x, training=training)
             x = conv(self._pad(x, self._kernels[i] // 2))
-            if o in ("post", "relu_before_add", "relu_preact") or (o == "bn_after_add" and not last):
-                x = bn(x, training=training)
-            if o in ("post", "bn_after_add") and not last:
-                x = ops.relu(x)
-            if o == "relu_before_add":
-                x = ops.relu(x)
+            x = self._norm_act(unit.after_last_conv if last else unit.after_conv, x, bn, training)
         return x, preactivated
 
     def _keep_mask(self, x, rate):
@@ -454,11 +456,7 @@ class _ResidualUnit(_DeferredBuild, keras.layers.Layer):
                     out = (1.0 - gate) * short + gate * residual
                 else:
                     out = (1.0 - gate) * short + residual
-        if self.ordering == "bn_after_add":
-            out = self.bns[-1](out, training=training)
-        if self.ordering in ("post", "bn_after_add"):
-            out = ops.relu(out)
-        return out
+        return self._norm_act(self._unit.after_add, out, self.bns[-1], training)
 
     def get_config(self):
         config = super().get_config()

@@ -47,9 +47,11 @@ def _build(arch, *, include_top=True, input_tensor=None, input_shape=None, pooli
 
     common = dict(data_format=data_format, bn_momentum=arch.bn_momentum,
                   bn_epsilon=arch.bn_epsilon, kernel_regularizer=arch.kernel_regularizer)
-    preact = arch.ordering in blocks.PREACT_ORDERINGS
-    x = blocks.Stem(arch.stem_filters, arch.family, norm=arch.ordering != "full_preact",
-                    activation=not preact, use_bias=arch.stem_bias, name="stem",
+    # Units that normalise (activate) their own input need no BN (ReLU) in the stem,
+    # and leave the last sum to normalise (activate) after the last block.
+    unit = A.UNIT_ORDERINGS[arch.ordering]
+    x = blocks.Stem(arch.stem_filters, arch.family, norm=not unit.bn_before_conv,
+                    activation=not unit.preactivation, use_bias=arch.stem_bias, name="stem",
                     **common)(inputs)
     block_cls = blocks.BLOCK_CLASSES[arch.block]
     total = arch.num_blocks
@@ -67,10 +69,10 @@ def _build(arch, *, include_top=True, input_tensor=None, input_shape=None, pooli
         x = block_cls(arch.stage_filters[s], strides, name=f"stage{s + 1}_block{b + 1}",
                       **kwargs)(x)
     channel_axis = -1 if data_format == "channels_last" else 1
-    if arch.ordering == "full_preact":
+    if unit.bn_before_conv:
         x = keras.layers.BatchNormalization(axis=channel_axis, momentum=arch.bn_momentum,
                                             epsilon=arch.bn_epsilon, name="post_bn")(x)
-    if preact:
+    if unit.preactivation:
         x = keras.layers.Activation("relu", name="post_relu")(x)
     if include_top:
         # Under a mixed precision policy the classifier (pooling and dense) computes

@@ -1,7 +1,7 @@
 """The five unit orderings of He et al. 2016 ("Identity Mappings", Fig. 4) against NumPy.
 
 Each ordering is written out below as its own formula, independently of the
-table the layers read, and a tiny block with random kernels and random
+table the layers read (architecture.UNIT_ORDERINGS), and a tiny block with random kernels and random
 BatchNorm parameters and statistics must compute exactly that function, in
 inference mode (moving statistics) and in training mode (batch statistics).
 """
@@ -161,3 +161,17 @@ def test_the_reference_tells_orderings_apart():
         for b in specs.ORDERINGS:
             if a < b:
                 assert np.abs(outputs[a] - outputs[b]).max() > 1e-2, (a, b)
+
+
+def test_the_ordering_table():
+    """One entry per ordering; every convolution's BatchNorm is used exactly once."""
+    from keras_resnet.architecture import PREACT_ORDERINGS, UNIT_ORDERINGS
+
+    assert tuple(UNIT_ORDERINGS) == specs.ORDERINGS
+    for name, unit in UNIT_ORDERINGS.items():
+        steps = unit.before_conv + unit.after_conv + unit.after_last_conv + unit.after_add
+        assert set(steps) <= {"bn", "relu"}, name
+        assert unit.before_conv.count("bn") + unit.after_conv.count("bn") == 1, name
+        assert (unit.before_conv.count("bn") + unit.after_last_conv.count("bn")
+                + unit.after_add.count("bn")) == 1, name
+    assert PREACT_ORDERINGS == ("relu_preact", "full_preact")
