@@ -1,4 +1,4 @@
-"""The import graph of the keras_resnet package has no cycles.
+"""What importing keras_resnet costs, and its import graph, which has no cycles.
 
 Every module is parsed with ``ast``; every ``import`` and ``from ... import``
 counts, at module level or inside a function (a deferred import is still a
@@ -172,3 +172,84 @@ def test_the_checker_sees_deferred_relative_and_submodule_imports(tmp_path):
     assert len(find_cycles(graph)) == 2
     del graph["keras_resnet.sub.c"], graph["keras_resnet.e"]
     assert find_cycle(graph) is None and find_cycles(graph) == []
+
+
+# -- what an import costs ------------------------------------------------------------------
+
+REPO = os.path.dirname(ROOT)
+
+
+def run_python(*args, backend="tensorflow"):
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=REPO)
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def imported_modules(proc):
+    """Top-level modules a ``python -X importtime`` run imported."""
+    names = set()
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("statement", [
+    "import keras_resnet", "import keras_resnet.specs", "import keras_resnet.architecture",
+    "import keras_resnet.counting", "from keras_resnet import zoo, __version__"])
+def test_light_imports_import_neither_keras_nor_tensorflow(statement):
+    code = f"import sys; {statement}; print(sorted({{'keras', 'tensorflow', 'jax'}} & set(sys.modules)))"
+    assert run_python("-c", code).stdout.split()[-1] == "[]"
+
+
+@pytest.mark.parametrize("argv", [["zoo"], ["zoo", "--markdown", "resnet50"], ["--help"]])
+def test_the_zoo_command_runs_without_tensorflow(argv):
+    proc = run_python("-X", "importtime", "-m", "keras_resnet", *argv)
+    modules = imported_modules(proc)
+    assert "keras_resnet" in modules and "argparse" in modules  # the log is read right
+    assert not modules & {"tensorflow", "keras", "jax"}, sorted(modules & {"tensorflow", "keras"})
+    if argv[0] == "zoo":
+        assert "resnet50" in proc.stdout and "25,557,032" in proc.stdout
+
+
+def test_lazy_names_work_and_layers_register():
+    code = """
+import sys
+import keras_resnet
+assert keras_resnet.__version__ == "0.1.0"
+from keras_resnet import counting      # a submodule import must not hide `flops`
+import keras_resnet.specs
+print("keras" in sys.modules)
+model = keras_resnet.ResNet(8, input_shape=(8, 8, 3))
+print(keras_resnet.flops(model) == counting.count(8, input_shape=(8, 8, 3)).macs)
+print(keras_resnet.WideResNet(10, 1).name, keras_resnet.layers.ResidualBlock.__name__,
+      keras_resnet.specs.ZOO["resnet50"].family)
+print(keras_resnet.from_keras_applications.__module__)
+print(sorted(set(keras_resnet.__all__) - set(dir(keras_resnet))))
+"""
+    lines = run_python("-c", code).stdout.split("\n")
+    assert lines[:5] == ["False", "True", "wrn_10_1 ResidualBlock imagenet",
+                         "keras_resnet.convert", "[]"]
+
+
+def test_keras_already_imported_registers_the_layers(tmp_path):
+    """`import keras, keras_resnet` then load_model: the custom layers are registered."""
+    code = f"""
+import keras
+import keras_resnet.layers
+inputs = keras.Input((8, 8, 4))
+keras.Model(inputs, keras_resnet.layers.ResidualBlock(4, name="b")(inputs)).save({str(tmp_path / "m.keras")!r})
+"""
+    run_python("-c", code)
+    load = f"""
+import sys
+import keras
+import keras_resnet
+print(type(keras.saving.load_model({str(tmp_path / "m.keras")!r}).layers[1]).__name__)
+"""
+    assert run_python("-c", load).stdout.split() == ["ResidualBlock"]
+    with pytest.raises(AssertionError, match="Could not locate class 'ResidualBlock'"):
+        run_python("-c", load.replace("import keras_resnet\n", ""))
+
