@@ -164,9 +164,10 @@ def check_head(include_top=True, pooling=None, classes=None, name=None):
                                 or classes < 1):
         raise ValueError(f"Invalid value for argument `classes`: received {classes!r}; "
                          "expected a positive int or None (the family's default).")
-    if name is not None and (not isinstance(name, str) or not name):
+    if name is not None and (not isinstance(name, str) or not name or "/" in name):
         raise ValueError(f"Invalid value for argument `name`: received {name!r}; "
-                         "expected a non-empty str or None (the default name).")
+                         "expected a non-empty str without '/' (Keras's rule for names) "
+                         "or None (the default name).")
 
 
 def shortcut_kind(shortcut, in_channels, out_channels, strides, residual=True):
@@ -313,6 +314,7 @@ def resolve_architecture(depth, *, preact=False, family=None, block=None, width=
     check_bool("residual", residual)
     check_width(width)
     check_rate("drop_path_rate", drop_path_rate)
+    input_shape = check_input_shape(input_shape, data_format)
     family = resolve_family(depth, family, input_shape, data_format)
     if block is not None:
         check_choice("block", block, specs.BLOCKS)
@@ -350,13 +352,15 @@ def _architecture(family, block, stage_blocks, width, *, preact, ordering=None,
     else:
         check_choice("ordering", ordering, specs.ORDERINGS)
         if preact and ordering != "full_preact":
-            raise ValueError(f"Argument `preact=True` conflicts with `ordering={ordering!r}`; "
-                             "preact=True means ordering='full_preact'.")
+            raise ValueError(f"Invalid value for argument `ordering`: received {ordering!r}, "
+                             f"which conflicts with `preact=True` (`ordering={ordering!r}` "
+                             "needs preact=False); preact=True means ordering='full_preact'.")
     if stride_at is not None:
         check_choice("stride_at", stride_at, specs.STRIDE_AT)
         if block != "bottleneck":
-            raise ValueError("Argument `stride_at` applies to bottleneck blocks only; "
-                             f"this network uses {block!r} blocks.")
+            raise ValueError(f"Invalid value for argument `stride_at`: received {stride_at!r}; "
+                             "stride placement applies to bottleneck blocks only and this "
+                             f"network uses {block!r} blocks (leave it unset).")
     if downsample_at is not None:
         check_choice("downsample_at", downsample_at, specs.DOWNSAMPLE_AT)
     _check_options(options)
@@ -460,6 +464,12 @@ def resolve_wide_resnet(depth=28, width=10, dropout_rate=0.0, *, weights=None, *
                         f"{', '.join(map(repr, unknown))}; the extras it accepts are "
                         f"{', '.join(EXTRAS + WIDE_EXTRAS)}.")
     extras = dict(extras)
+    ordering = extras.get("ordering")
+    if ordering is not None and ordering != "full_preact":
+        check_choice("ordering", ordering, specs.ORDERINGS)
+        raise ValueError(f"Invalid value for argument `ordering`: received {ordering!r}; "
+                         "Wide ResNets use full pre-activation units, 'full_preact' "
+                         "(leave it unset, or build with ResNet).")
     shortcut = check_choice("shortcut", extras.pop("shortcut", "B"), specs.SHORTCUTS)
     residual = check_bool("residual", extras.pop("residual", True))
     drop_path_rate = check_rate("drop_path_rate", extras.pop("drop_path_rate", 0.0))

@@ -187,6 +187,7 @@ def ResNet(depth, *, preact=False, family=None, block=None, width=1, shortcut=No
                             shortcut=shortcut, residual=residual, drop_path_rate=drop_path_rate,
                             weights=weights, include_top=include_top, classes=classes,
                             input_shape=shape_for_family, data_format=data_format, **extras)
+    A.network_input_shape(arch, shape_for_family, data_format)
     check_regularizer(arch.kernel_regularizer)
     model = build(arch, include_top=include_top, input_tensor=input_tensor,
                   input_shape=input_shape, pooling=pooling, classes=classes,
@@ -216,6 +217,8 @@ def WideResNet(depth=28, width=10, dropout_rate=0.0, *, include_top=True, weight
     data_format = blocks.resolve_data_format(data_format)
     check_head(include_top, pooling, classes, name, classifier_activation, input_tensor)
     arch = A.resolve_wide_resnet(depth, width, dropout_rate, weights=weights, **extras)
+    A.network_input_shape(arch, input_shape if input_tensor is None
+                          else tuple(input_tensor.shape[1:]), data_format)
     check_regularizer(arch.kernel_regularizer)
     model = build(arch, include_top=include_top, input_tensor=input_tensor,
                   input_shape=input_shape, pooling=pooling, classes=classes,

@@ -404,7 +404,7 @@ def test_trains_one_step_and_every_weight_gets_a_gradient():
     (dict(depth=20, stride_at="3x3"), ValueError, ["`stride_at`", "bottleneck", "'basic'"]),
     (dict(depth=50, stride_at="5x5"), ValueError, ["`stride_at`", "'5x5'", "'1x1', '3x3'"]),
     (dict(depth=20, ordering="sideways"), ValueError, ["`ordering`", "'sideways'", "'full_preact'"]),
-    (dict(depth=20, preact=True, ordering="post"), ValueError, ["`preact=True`", "`ordering='post'`"]),
+    (dict(depth=20, preact=True, ordering="post"), ValueError, ["`ordering`", "`preact=True`", "`ordering='post'`"]),
     (dict(depth=20, skip="teleport"), ValueError, ["`skip`", "'teleport'", "'exclusive_gating'"]),
     (dict(depth=20, downsample_at="middle"), ValueError, ["`downsample_at`", "'first', 'last'"]),
     (dict(depth=20, dropout_rate=-0.1), ValueError, ["`dropout_rate`", "-0.1"]),
