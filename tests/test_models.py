@@ -15,7 +15,7 @@ import pytest
 
 import keras_resnet
 from keras_resnet import layers as kl
-from keras_resnet import models, specs
+from keras_resnet import models, specs, zoo
 from tests.conftest import trainable_count
 
 pytestmark = pytest.mark.multibackend
@@ -76,6 +76,7 @@ def test_zoo_model(name):
     params, macs = PINNED[name]
     assert trainable_count(model) == params
     assert keras_resnet.flops(model) == macs
+    assert zoo.count(name) == (params, macs)  # counted without building: the same
     # The paper rounds to 0.01M / 0.1M: agree to within 2%.
     assert abs(params - _paper_value(entry.paper_params)) / params < 0.02
     # He et al. 2015, Table 1: 1.8 / 3.6 / 3.8 / 7.6 / 11.3 GMACs ("FLOPs"), within 3%.
@@ -273,22 +274,34 @@ def test_drop_path_linear_decay():
 
 @pytest.mark.parametrize("skip", specs.SKIPS)
 def test_skip_functions(skip):
-    """He et al. 2016 Table 1. Exclusive gating with b_g = -6 starts close to the shortcut."""
+    """He et al. 2016 Table 1, in inference mode, each against its formula.
+
+    Exclusive gating with b_g = -6 starts close to the shortcut."""
     block = kl.ResidualBlock(8, skip=skip, gate_bias=-6.0, name="b")
     x = np.abs(np.random.RandomState(4).randn(2, 4, 4, 8)).astype("float32")
     y = _block_io(block, x)
-    assert y.shape == x.shape and np.isfinite(y).all()
+    residual = keras.ops.convert_to_numpy(block._branch(x, False)[0])
+    assert np.abs(residual).max() > 0.1  # so the formulas below tell the skips apart
+    if skip in ("identity", "dropout"):  # the shortcut dropout is off at inference
+        np.testing.assert_allclose(y, np.maximum(x + residual, 0), rtol=1e-5, atol=1e-5)
+    if skip == "scaling":
+        np.testing.assert_allclose(y, np.maximum(0.5 * x + 0.5 * residual, 0),
+                                   rtol=1e-5, atol=1e-5)
+        zero = kl.ResidualBlock(8, skip="scaling", zero_init=True, name="z")
+        np.testing.assert_allclose(_block_io(zero, x), 0.5 * x, atol=1e-6)
     if skip in ("exclusive_gating", "shortcut_gating"):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(block.gate_conv.bias), -6.0)
         # With the gate's kernel zeroed, g = sigmoid(b_g) everywhere: check the formula.
         block.gate_conv.kernel.assign(np.zeros(block.gate_conv.kernel.shape, "float32"))
         g = 1.0 / (1.0 + np.exp(6.0))
-        residual = keras.ops.convert_to_numpy(block._branch(x, False)[0])
         mixed = (1 - g) * x + (g * residual if skip == "exclusive_gating" else residual)
         np.testing.assert_allclose(_block_io(block, x), np.maximum(mixed, 0), rtol=1e-5, atol=1e-5)
-    if skip == "scaling":
-        zero = kl.ResidualBlock(8, skip="scaling", zero_init=True, name="z")
-        np.testing.assert_allclose(_block_io(zero, x), 0.5 * x, atol=1e-6)
+    if skip == "dropout":  # in training, each example keeps 2 x its shortcut or drops it
+        train = _block_io(block, x, training=True)
+        branch = keras.ops.convert_to_numpy(block._branch(x, True)[0])
+        kept = np.all(np.isclose(train, np.maximum(2 * x + branch, 0), atol=1e-4), axis=(1, 2, 3))
+        dropped = np.all(np.isclose(train, np.maximum(branch, 0), atol=1e-4), axis=(1, 2, 3))
+        assert np.all(kept | dropped)
 
 
 def test_width_and_wide_resnet():
