@@ -10,11 +10,9 @@ Every flag: ``python recipes/cifar10.py --help``. The logic lives in
 import os
 import sys
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from keras_resnet.training import main  # noqa: E402
+from keras_resnet.training.cli import main  # noqa: E402  (imports neither keras nor TensorFlow)
 
 if __name__ == "__main__":
     sys.exit(main("cifar10"))

@@ -1,0 +1,167 @@
+"""Run directories: every training run writes one self-describing directory.
+
+Layout::
+
+    runs/<name>/
+      config.json      the settings, the plan, the builder arguments, the dataset, versions
+      log.csv          one row per completed epoch
+      checkpoints/     epoch-NNNN.npz (see keras_resnet.training.checkpoints)
+      tensorboard/     scalars per epoch (TensorFlow backend)
+      metrics.json     written when the run ends
+      examples/        a few test images to try the export on (recipes)
+
+Every file is replaced atomically (written as ``*.tmp``, flushed, renamed), so
+a crash never leaves a half-written file that a rerun would read back.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import os
+
+from keras_resnet.training.checkpoints import fsync_dir
+from keras_resnet.training.config import (RESUME_FREE, ConfigError, RunDirError, TrainConfig,
+                                          flag)
+
+LOG_FIELDS = ("epoch", "steps", "lr", "loss", "l2_loss", "accuracy", "test_loss",
+              "test_accuracy", "epoch_seconds", "images_per_sec")
+
+
+def default_run_name(config):
+    """``<dataset>_<model><depth>_<time>``, e.g. ``digits_resnet20_20261123-101500``."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    prefix = "plain" if config.plain else ("preact_resnet" if config.preact else "resnet")
+    return f"{config.dataset}_{prefix}{config.depth}_{stamp}"
+
+
+def write_atomic(path, data):
+    """Replace ``path`` by ``data`` (str or bytes) atomically; RunDirError on failure."""
+    tmp = path + ".tmp"
+    mode = "wb" if isinstance(data, bytes) else "w"
+    try:
+        with open(tmp, mode, **({} if mode == "wb" else {"newline": ""})) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(os.path.dirname(path) or ".")
+    except OSError as e:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise RunDirError(f"could not write {path} ({e.strerror or e}); free space or fix "
+                          "the permissions, then rerun the same command to resume.") from None
+
+
+def write_json(path, obj):
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _defaults():
+    return TrainConfig().flags()
+
+
+def check_run_dir(run_dir, config):
+    """Is ``run_dir`` new (False) or a run of the same settings to resume (True)? No writes.
+
+    Raises:
+        ConfigError: ``run_dir`` is a file, a non-empty folder that is not a run
+            directory, or a run of other settings (naming each differing flag).
+    """
+    path = os.path.join(run_dir, "config.json")
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ConfigError(f"--run-dir {run_dir} exists and is not a directory.")
+    if not os.path.exists(path):
+        if os.path.isdir(run_dir) and os.listdir(run_dir):
+            raise ConfigError(f"--run-dir {run_dir} is not empty and holds no config.json: "
+                              "not a run directory; choose another --run-dir.")
+        return False
+    try:
+        with open(path) as f:
+            saved = json.load(f).get("flags", {})
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--run-dir {run_dir}: its config.json cannot be read ({e}); "
+                          "choose another --run-dir.") from None
+    defaults, new = _defaults(), config.flags()
+    old = {k: saved.get(k, defaults.get(k)) for k in new}
+    diff = [k for k in new if k not in RESUME_FREE and old.get(k) != new.get(k)]
+    if diff:
+        def show(v):
+            return "default" if v is None else repr(v)
+
+        shown = ", ".join(f"{flag(k)} {show(old.get(k))} -> {show(new.get(k))}" for k in diff)
+        raise ConfigError(f"--run-dir {run_dir} holds a run with other settings ({shown}); "
+                          "rerun with the same flags to resume it (--gpus, --xla and the "
+                          "output flags may change), or choose another --run-dir.")
+    return True
+
+
+class RunLog:
+    """``log.csv``: one row per epoch, rewritten atomically after every epoch."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def rows(self):
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _write(self, rows):
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, LOG_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomic(self.path, buffer.getvalue())
+
+    def truncate(self, last_epoch):
+        """Keep the rows of epochs <= ``last_epoch`` (rows after the restored checkpoint go)."""
+        rows = self.rows()
+        kept = [r for r in rows if int(r["epoch"]) <= last_epoch]
+        if len(kept) != len(rows) or (rows and not os.path.exists(self.path)):
+            self._write(kept)
+
+    def append(self, row):
+        self._write([*self.rows(), row])
+
+
+def du(path):
+    """Bytes under ``path`` (a file or a folder)."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                pass
+    return total
+
+
+def human_bytes(n):
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024.0
+    return f"{n:.1f} GB"
+
+
+def describe(path):
+    """``path (3.2 MB: checkpoints/ 3.1 MB, log.csv 1.0 KB, ...)``: what a run wrote."""
+    if not os.path.exists(path):
+        return f"{path} (nothing)"
+    if os.path.isfile(path):
+        return f"{path} ({human_bytes(du(path))})"
+    parts = []
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        parts.append((du(full), name + ("/" if os.path.isdir(full) else "")))
+    parts.sort(reverse=True)
+    inner = ", ".join(f"{name} {human_bytes(size)}" for size, name in parts)
+    return f"{path} ({human_bytes(sum(s for s, _ in parts))}: {inner})"
