@@ -1,0 +1,212 @@
+"""What a search is (:class:`SearchConfig`) and its checks, without Keras.
+
+The command line of ``recipes/tune.py`` checks its flags here before anything
+heavy is imported; :func:`keras_resnet.tuning.run_search` runs a checked
+configuration. A search directory holds ``search.json`` (these settings), and
+rerunning with the same directory resumes the search.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+
+from keras_resnet.training.config import ConfigError, TrainConfig, resolve_config
+from keras_resnet.tuning import space as S
+
+TUNERS = ("random", "bayesian", "hyperband")
+# Epochs per trial (Hyperband: the most) when --epochs is not given: the digits
+# reach about 97% in 10 epochs; CIFAR-sized data gets 30 (a short version of the
+# papers' 160-epoch recipe, enough to rank architectures).
+DEFAULT_EPOCHS = {"digits": 10}
+DEFAULT_EPOCHS_OTHER = 30
+# Input size and classes of each dataset, to check the space and its budgets
+# before the data are loaded (image folders: 10 classes assumed until loaded).
+DATASET_SHAPES = {"digits": ((8, 8, 3), 10), "cifar10": ((32, 32, 3), 10),
+                  "cifar100": ((32, 32, 3), 100), "synthetic": (None, 10),
+                  "folder": (None, 10)}
+# Settings that may change when a search is resumed: the number of trials (a
+# larger --max-trials extends a search), the final retraining, the output, and
+# the hardware.
+RESUME_FREE = ("max_trials", "final_epochs", "verbose", "quiet", "export", "no_export", "gpus",
+               "backend", "xla", "deterministic", "steps_per_execution", "log_every")
+# The hyperparameter arguments of a search and their flags.
+SPACE_FLAGS = {"depths": "--depths", "widths": "--widths", "preact": "--preact",
+               "blocks": "--blocks", "shortcuts": "--shortcuts",
+               "learning_rates": "--learning-rates", "weight_decays": "--weight-decays",
+               "max_params": "--max-params", "max_macs": "--max-macs"}
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    """Every setting of a search.
+
+    Attributes:
+        train: a :class:`~keras_resnet.training.TrainConfig`, the recipe every
+            trial trains with (data, batch, schedule, hardware, precision,
+            seed); its model fields come from each trial, and its ``export``,
+            ``no_export`` and ``quiet`` apply to the final retraining.
+        directory: str or None, the search directory (default
+            ``searches/<dataset>-<tuner>``); rerunning with it resumes.
+        tuner: ``"random"``, ``"bayesian"`` or ``"hyperband"``.
+        max_trials: int, in-budget trials (random, bayesian; rejected
+            candidates do not count).
+        epochs: int or None, epochs per trial; Hyperband's most (default 10 on
+            the digits, else 30).
+        factor: int, Hyperband's reduction factor.
+        depths, widths, preact, blocks, shortcuts, learning_rates,
+            weight_decays, max_params, max_macs: the search space, as the
+            arguments of :class:`~keras_resnet.tuning.ResNetHyperModel`.
+            Learning rates are at batch 128, as the training recipe's ``--lr``.
+        final_epochs: int or None, retrain the best configuration this long
+            and export it.
+        verbose: bool, show each trial's training display.
+        quiet: bool, no line per trial.
+    """
+
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    directory: str | None = None
+    tuner: str = "random"
+    max_trials: int = 10
+    epochs: int | None = None
+    factor: int = 3
+    depths: list | None = None
+    widths: list | tuple = S.DEFAULT_WIDTHS
+    preact: list | tuple | bool = (False, True)
+    blocks: list | None = None
+    shortcuts: list | None = None
+    learning_rates: list | tuple | None = None
+    weight_decays: list | tuple | None = None
+    max_params: int | None = None
+    max_macs: int | None = None
+    final_epochs: int | None = None
+    verbose: bool = False
+    quiet: bool = False
+
+    def space_kwargs(self):
+        return {name: getattr(self, name) for name in SPACE_FLAGS}
+
+    def flags(self):
+        """The settings as JSON-serialisable data (``search.json``), model fields left out."""
+        out = dataclasses.asdict(self)
+        train = out.pop("train")
+        for name in ("depth", "preact", "width", "shortcut", "plain", "model_extras", "lr",
+                     "weight_decay", "epochs", "steps", "run_dir", "quiet"):
+            train.pop(name, None)
+        out.update(train)
+        for name in ("widths", "learning_rates", "weight_decays"):
+            value = out[name]
+            if isinstance(getattr(self, name), tuple) and len(value) == 2:
+                out[name] = {"range": list(value)}   # a (min, max) range, not two choices
+        return json.loads(json.dumps(out))
+
+
+def distributed_role():
+    """``"chief"``, ``"worker"`` or None, from KerasTuner's KERASTUNER_* variables."""
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return None
+    return "chief" if "chief" in os.environ.get("KERASTUNER_TUNER_ID", "") else "worker"
+
+
+def _positive_int(flag, value, minimum=1):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{flag} must be an integer >= {minimum}; received {value!r}.")
+    return value
+
+
+def flag_message(error):
+    """A space error in the command line's words: ``argument `depths``` -> ``--depths``."""
+    text = str(error)
+    for name, flag in SPACE_FLAGS.items():
+        text = re.sub(rf"Invalid value for argument `{name}`|Argument `{name}`|argument `{name}`",
+                      flag, text)
+    return text
+
+
+def resolve_search(config, input_shape=None, classes=None):
+    """Check ``config`` and fill in the defaults; return ``(config, space)``. Writes nothing.
+
+    Args:
+        config: a :class:`SearchConfig`.
+        input_shape, classes: the data's, once loaded (None: the dataset's
+            known shape, see :data:`DATASET_SHAPES`).
+
+    Raises:
+        ConfigError: naming the flag, the value received and what is allowed.
+
+    Example:
+
+    >>> c, space = resolve_search(SearchConfig(TrainConfig(dataset="digits"), depths=[8, 20]))
+    >>> c.directory, c.epochs, space.input_shape, space.depths
+    ('searches/digits-random', 10, (8, 8, 3), (8, 20))
+    """
+    if not isinstance(config, SearchConfig):
+        raise TypeError(f"Argument `config` must be a SearchConfig; received "
+                        f"{type(config).__name__}.")
+    c = dataclasses.replace(config)
+    if c.tuner not in TUNERS:
+        raise ConfigError(f"--tuner {c.tuner!r}: expected one of {', '.join(TUNERS)}.")
+    _positive_int("--max-trials", c.max_trials)
+    _positive_int("--epochs", c.epochs)
+    _positive_int("--factor", c.factor, minimum=2)
+    _positive_int("--final-epochs", c.final_epochs)
+    if c.train.recipe != "cifar10":
+        raise ConfigError("recipes/tune.py searches CIFAR-family networks (recipe 'cifar10'); "
+                          f"received recipe {c.train.recipe!r}.")
+    if c.train.steps is not None:
+        raise ConfigError("A search trains every trial for --epochs; --steps does not apply.")
+    train = resolve_config(dataclasses.replace(c.train, epochs=c.epochs or 1, steps=None))
+    if c.epochs is None:
+        c.epochs = DEFAULT_EPOCHS.get(train.dataset, DEFAULT_EPOCHS_OTHER)
+    c.train = dataclasses.replace(train, epochs=c.epochs)
+    if c.directory is None:
+        c.directory = os.path.join("searches", f"{train.dataset}-{c.tuner}")
+    if input_shape is None:
+        input_shape, classes = DATASET_SHAPES.get(train.dataset, (None, 10))
+        if input_shape is None:
+            size = train.image_size or 32
+            input_shape = (size, size, 3)
+    try:
+        space = S.resolve_space("cifar", input_shape, classes, **c.space_kwargs())
+    except (ValueError, TypeError) as e:
+        raise ConfigError(flag_message(e)) from None
+    return c, space
+
+
+def check_search_dir(directory, config, *, distributed=False):
+    """Is ``directory`` new (False) or a search of the same settings to resume (True)?
+
+    In a distributed search (``distributed``) the chief and the workers share
+    the directory and start in any order: one may find it already filled.
+
+    Raises:
+        ConfigError: it is a file, a non-empty folder that is not a search
+            directory, or a search with other settings (naming each flag).
+    """
+    path = os.path.join(directory, "search.json")
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ConfigError(f"--dir {directory} exists and is not a directory.")
+    if not os.path.exists(path):
+        if os.path.isdir(directory) and os.listdir(directory) and not distributed:
+            raise ConfigError(f"--dir {directory} is not empty and holds no search.json: not a "
+                              "search directory; choose another --dir.")
+        return False
+    try:
+        with open(path) as f:
+            saved = json.load(f)["flags"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"--dir {directory}: its search.json cannot be read ({e}); choose "
+                          "another --dir.") from None
+    new = config.flags()
+    diff = [k for k in sorted(set(new) | set(saved))
+            if k not in RESUME_FREE and saved.get(k) != new.get(k)]
+    if diff:
+        shown = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)!r} -> {new.get(k)!r}"
+                          for k in diff)
+        raise ConfigError(f"--dir {directory} holds a search with other settings ({shown}); "
+                          "rerun with the same flags to resume it, or choose another --dir.")
+    return True

@@ -1,0 +1,146 @@
+"""Budgeted searches: rejected candidates do not use up a KerasTuner search.
+
+KerasTuner records a trial that raises ``FailedTrialError`` (our
+:class:`~keras_resnet.tuning.OverBudget`) as ``FAILED`` and moves on, but its
+oracles (1.4) count such a trial against ``max_trials`` and stop the whole
+search after ``max_consecutive_failed_trials`` (3) failures in a row. With a
+tight budget most random candidates are rejected, so a search of 10 trials
+would train only a few models, or stop with an error. :func:`budgeted` changes
+that for any tuner over a :class:`~keras_resnet.tuning.ResNetHyperModel`:
+
+* ``max_trials`` counts in-budget trials only: a budgeted search of N trials
+  trains up to N models (rejections stay in the records, status ``FAILED``);
+* rejections are not failures for ``max_consecutive_failed_trials`` (a trial
+  that crashes still is);
+* Bayesian optimisation fits its Gaussian process to completed trials only, so
+  it would propose a rejected region again and again: its over-budget proposals
+  are replaced by random candidates;
+* the search stops after ``max_consecutive_rejections`` rejections in a row
+  (a space that barely fits the budget ends instead of spinning).
+
+KerasTuner's shipped tuners build their oracle inside their constructors, with
+no argument to pass another class, so :func:`budgeted` gives the tuner's oracle
+object a subclass with the accounting (the mixin below adds no state: it
+derives everything from the trials, so a reloaded search counts the same).
+In a distributed search the chief's oracle does the counting; on workers the
+call changes nothing.
+"""
+
+from __future__ import annotations
+
+import keras_tuner
+from keras_tuner.oracles import BayesianOptimizationOracle
+
+RUNNING, FAILED = "RUNNING", "FAILED"
+DEFAULT_MAX_CONSECUTIVE_REJECTIONS = 1000
+
+
+class RejectionAccounting:
+    """Mixin over a ``keras_tuner.Oracle``: see the module docstring.
+
+    Attributes set by :func:`budgeted`: ``budget_rejection`` (a trial's values
+    -> reason or None), ``budget_max_trials`` (the ``max_trials`` the user
+    asked for) and ``max_consecutive_rejections``.
+    """
+
+    def is_rejected(self, trial):
+        """Was ``trial`` rejected over budget (``FAILED``, and its network over budget)?"""
+        if trial.status != FAILED:
+            return False
+        cache = self.__dict__.setdefault("_rejected_cache", {})
+        if trial.trial_id not in cache:
+            cache[trial.trial_id] = self.budget_rejection(trial.hyperparameters.values) is not None
+        return cache[trial.trial_id]
+
+    def rejected_trials(self):
+        return [t for t in self.trials.values() if self.is_rejected(t)]
+
+    @keras_tuner.synchronized
+    def create_trial(self, tuner_id):
+        if self.budget_max_trials is not None:
+            self.max_trials = self.budget_max_trials + len(self.rejected_trials())
+        streak = 0
+        for trial_id in reversed(self.end_order):
+            if not self.is_rejected(self.trials[trial_id]):
+                break
+            streak += 1
+        if streak >= self.max_consecutive_rejections and not (
+                self.max_trials and len(self.trials) >= self.max_trials):
+            print(f"Stopping the search: the last {streak} candidates were all over budget.")
+            self.max_trials = len(self.trials)   # the base class then answers STOPPED
+        return super().create_trial(tuner_id)
+
+    def populate_space(self, trial_id):
+        response = super().populate_space(trial_id)
+        values = response.get("values")
+        if (isinstance(self, BayesianOptimizationOracle) and response.get("status") == RUNNING
+                and values and self.budget_rejection(values) is not None):
+            values = self._random_values()
+            response = {"status": RUNNING, "values": values} if values else \
+                {"status": "STOPPED", "values": None}
+        return response
+
+    def _check_consecutive_failures(self):
+        # KerasTuner's check, with rejected trials left out (neither failures nor a reset).
+        consecutive = 0
+        for trial_id in self.end_order:
+            trial = self.trials[trial_id]
+            if self.is_rejected(trial):
+                continue
+            consecutive = consecutive + 1 if trial.status == FAILED else 0
+            if consecutive == self.max_consecutive_failed_trials:
+                raise RuntimeError("Number of consecutive failures exceeded the limit of "
+                                   f"{self.max_consecutive_failed_trials}.\n"
+                                   + (trial.message or ""))
+
+
+_CLASSES = {}
+
+
+def _with_accounting(cls):
+    if cls not in _CLASSES:
+        _CLASSES[cls] = type(f"Budgeted{cls.__name__}", (RejectionAccounting, cls),
+                             {"__module__": __name__})
+    return _CLASSES[cls]
+
+
+def budgeted(tuner, *, max_consecutive_rejections=DEFAULT_MAX_CONSECUTIVE_REJECTIONS):
+    """Make ``tuner`` count only in-budget trials; return it.
+
+    Args:
+        tuner: a KerasTuner tuner (``RandomSearch``, ``BayesianOptimization``,
+            ``Hyperband``, ``GridSearch`` or any ``keras_tuner.Tuner``) whose
+            hypermodel is a :class:`~keras_resnet.tuning.ResNetHyperModel`.
+        max_consecutive_rejections: int, stop the search after this many
+            rejections in a row.
+
+    Returns:
+        ``tuner``, whose oracle now leaves rejected candidates out of
+        ``max_trials`` and ``max_consecutive_failed_trials``.
+
+    Example::
+
+        hypermodel = ResNetHyperModel(classes=10, max_params=1_000_000)
+        tuner = budgeted(keras_tuner.RandomSearch(hypermodel, objective="val_accuracy",
+                                                  max_trials=20, directory="search"))
+        tuner.search(x, y, validation_data=(xv, yv), epochs=10)   # trains up to 20 models
+    """
+    rejection = getattr(tuner.hypermodel, "rejection", None)
+    if not callable(rejection):
+        raise TypeError("Argument `tuner` must be a KerasTuner tuner over a "
+                        "keras_resnet.tuning.ResNetHyperModel (its hypermodel says which "
+                        f"candidates are over budget); received a tuner over "
+                        f"{type(tuner.hypermodel).__name__}.")
+    if isinstance(max_consecutive_rejections, bool) or \
+            not isinstance(max_consecutive_rejections, int) or max_consecutive_rejections < 1:
+        raise ValueError(f"Invalid value for argument `max_consecutive_rejections`: received "
+                         f"{max_consecutive_rejections!r}; expected a positive int.")
+    oracle = tuner.oracle
+    if not isinstance(oracle, keras_tuner.Oracle):
+        return tuner   # a worker's client of the chief's oracle, which does the counting
+    if not isinstance(oracle, RejectionAccounting):
+        oracle.budget_max_trials = oracle.max_trials
+        oracle.__class__ = _with_accounting(type(oracle))
+    oracle.budget_rejection = rejection
+    oracle.max_consecutive_rejections = max_consecutive_rejections
+    return tuner

@@ -1,0 +1,400 @@
+"""The search recipe: a KerasTuner search whose every trial is a run of the package's trainer.
+
+:func:`run_search` (``recipes/tune.py``) searches a
+:class:`~keras_resnet.tuning.ResNetHyperModel` space with KerasTuner's random,
+Bayesian or Hyperband oracle. :class:`SearchTuner` trains each trial with
+:class:`keras_resnet.training.Trainer`, exactly as ``recipes/cifar10.py`` would
+(strategy, precision, schedule, augmentation, checkpoints, run directory), so
+there is no second training loop. A search directory ``DIR`` holds::
+
+    DIR/search.json         the settings (a rerun with other settings is refused)
+    DIR/tuner/              KerasTuner's oracle and trial records
+    DIR/runs/trial_<id>/    each trial's run directory (config, log.csv, checkpoints)
+    DIR/errors/trial_<id>.txt   the traceback of a failed trial
+    DIR/results.csv, DIR/results.png
+
+Rerunning with the same ``DIR`` resumes: finished trials are not rerun, and a
+trial that was killed midway is rerun in its run directory, where the trainer
+resumes it from its last completed epoch.
+
+Under Hyperband a promoted trial trains from scratch for its larger epoch
+budget (KerasTuner's own tuner continues from the previous round's weights):
+each trial's learning-rate schedule then spans its whole run, where a
+continuation would restart from a schedule that had already decayed.
+
+Between trials the Keras session is cleared and garbage collected, and the
+strategy and the data are created once per search, not per trial: resident
+memory stays flat over a long search. Any exception in a trial (out of memory,
+a NaN loss, ...) marks that trial failed with its error and the search goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import io
+import os
+import sys
+import traceback
+
+import keras
+import keras_tuner
+
+from keras_resnet.training.config import ConfigError
+from keras_resnet.training.progress import fmt_seconds
+from keras_resnet.training.rundir import write_json
+from keras_resnet.training.trainer import Trainer, load_data
+from keras_resnet.tuning import results as R
+from keras_resnet.tuning.config import (check_search_dir, distributed_role, flag_message,
+                                        resolve_search)
+from keras_resnet.tuning.hypermodel import OverBudget, ResNetHyperModel
+from keras_resnet.tuning.oracles import budgeted
+
+OBJECTIVE = "val_accuracy"
+
+
+def error_summary(error):
+    """``"ResourceExhaustedError: OOM when allocating tensor ..."``: the type and first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else repr(error)}"
+
+
+def resident_bytes():
+    """This process's resident memory in bytes (Linux ``/proc``; else psutil; else None)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        try:
+            import psutil
+
+            return psutil.Process().memory_info().rss
+        except Exception:  # noqa: BLE001 - memory is shown when it can be read
+            return None
+
+
+def make_oracle(config):
+    """KerasTuner's oracle for ``config.tuner``, maximising validation accuracy."""
+    common = {"objective": keras_tuner.Objective(OBJECTIVE, "max"),
+              # KerasTuner draws a random seed for seed=0 (falsy), hence the + 1.
+              "seed": config.train.seed + 1}
+    if config.tuner == "random":
+        return keras_tuner.oracles.RandomSearchOracle(max_trials=config.max_trials, **common)
+    if config.tuner == "bayesian":
+        return keras_tuner.oracles.BayesianOptimizationOracle(max_trials=config.max_trials,
+                                                              **common)
+    return keras_tuner.oracles.HyperbandOracle(max_epochs=config.epochs, factor=config.factor,
+                                               **common)
+
+
+@contextlib.contextmanager
+def _quiet_keras_tuner():
+    # KerasTuner prints the traceback of every failed trial (its DEBUG flag, on by
+    # default and not public). The search prints one line per trial instead and
+    # keeps the traceback in DIR/errors/.
+    from keras_tuner.src import config as kt_config
+
+    previous = kt_config.DEBUG
+    kt_config.DEBUG = False
+    try:
+        yield
+    finally:
+        kt_config.DEBUG = previous
+
+
+class SearchTuner(keras_tuner.Tuner):
+    """A KerasTuner tuner that trains every trial with :class:`keras_resnet.training.Trainer`.
+
+    Args:
+        config: a resolved :class:`~keras_resnet.tuning.config.SearchConfig`.
+        hypermodel: the :class:`~keras_resnet.tuning.ResNetHyperModel` of the space.
+        data: the ``keras_resnet.data.InputData`` every trial trains on.
+        strategy: a ``tf.distribute.Strategy`` or None (the trainer's default).
+        callbacks: ``keras.callbacks.Callback`` objects given to every trial's trainer.
+        out: where the trial lines go (default ``sys.stdout``).
+
+    Rejected candidates (over budget) are recorded and never trained, and do not
+    count against ``max_trials`` (:func:`~keras_resnet.tuning.budgeted`).
+    """
+
+    def __init__(self, config, hypermodel, *, data, strategy=None, callbacks=None, out=None):
+        self.config, self.data, self.strategy = config, data, strategy
+        self.callbacks = list(callbacks or [])
+        self.out = out or sys.stdout
+        self._done = []          # (epochs, seconds) of the trials trained by this process
+        self._last = {}
+        with contextlib.redirect_stdout(io.StringIO()):   # KerasTuner's "Reloading Tuner from"
+            super().__init__(oracle=make_oracle(config), hypermodel=hypermodel,
+                             directory=config.directory, project_name="tuner", overwrite=False)
+        budgeted(self)
+
+    @property
+    def space(self):
+        return self.hypermodel.space
+
+    def _populate_initial_space(self):
+        # KerasTuner builds the hypermodel's defaults to discover conditional
+        # hyperparameters; this space has none, so declaring it builds nothing.
+        hp = self.oracle.get_space()
+        self.hypermodel.declare_hyperparameters(hp)
+        self.oracle.update_space(hp)
+
+    def trial_config(self, trial):
+        """The :class:`~keras_resnet.training.TrainConfig` of one trial."""
+        values = trial.hyperparameters.values
+        kwargs = self.space.builder_kwargs(values)
+        lr, weight_decay = self.space.training_values(values)
+        extras = dict(self.config.train.model_extras)
+        if "block" in kwargs:
+            extras["block"] = kwargs["block"]
+        return dataclasses.replace(
+            self.config.train, depth=kwargs["depth"], preact=kwargs["preact"],
+            width=float(kwargs["width"]), shortcut=kwargs.get("shortcut"), model_extras=extras,
+            lr=lr, weight_decay=weight_decay,
+            epochs=int(values.get("tuner/epochs", self.config.epochs)), steps=None,
+            run_dir=self.run_dir(trial.trial_id), export=None, no_export=True,
+            quiet=not self.config.verbose)
+
+    def run_dir(self, trial_id):
+        return os.path.join(self.config.directory, "runs", f"trial_{trial_id}")
+
+    def error_path(self, trial_id):
+        return os.path.join(self.config.directory, "errors", f"trial_{trial_id}.txt")
+
+    def run_trial(self, trial, *args, **kwargs):
+        """Train one trial with the package's trainer; return its metrics for the oracle."""
+        self._last = {"trial_id": trial.trial_id}
+        reason = self.hypermodel.rejection(trial.hyperparameters)
+        if reason is not None:
+            raise OverBudget(reason)
+        config = self.trial_config(trial)
+        trainer = None
+        try:
+            # Without --verbose, the trainer's own lines (data, model, run directory)
+            # give way to the one line per trial that on_trial_end prints.
+            sink = contextlib.nullcontext() if self.config.verbose else \
+                contextlib.redirect_stdout(io.StringIO())
+            with sink:
+                trainer = Trainer(config, data=self.data, strategy=self.strategy,
+                                  callbacks=self.callbacks, verbose=self.config.verbose)
+                metrics = trainer.run()
+        except Exception as e:
+            self._last["error"] = error_summary(e)
+            path = self.error_path(trial.trial_id)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:   # the summary first, then the traceback
+                f.write(f"{self._last['error']}\n\n{traceback.format_exc()}")
+            raise
+        finally:
+            trainer = None
+            keras.backend.clear_session()
+            gc.collect()
+        history = metrics["history"]
+        accuracy = max(float(r["test_accuracy"]) for r in history) if history else \
+            float(metrics["test_accuracy"])
+        seconds = sum(float(r["epoch_seconds"]) for r in history)
+        self._done.append((len(history), seconds))
+        self._last.update({OBJECTIVE: accuracy, "train_seconds": seconds})
+        return {OBJECTIVE: accuracy, "train_seconds": seconds}
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)   # the oracle records the trial; the tuner saves its state
+        local = isinstance(self.oracle, keras_tuner.Oracle)
+        last = self._last if self._last.get("trial_id") == trial.trial_id else {}
+        row = R.trial_row(trial, self.space, epochs=self.config.epochs, error=last.get("error"))
+        if row["status"] == R.COMPLETED and row["val_accuracy"] is None:
+            # On a worker the metrics went to the chief's oracle: take this run's.
+            row.update({k: last.get(k) for k in (OBJECTIVE, "train_seconds")})
+        if local:
+            R.write_csv(os.path.join(self.config.directory, "results.csv"), self.rows())
+        if not self.config.quiet:
+            memory = resident_bytes()
+            extra = f"mem {memory / 2**20:.0f} MB" if memory else ""
+            progress = self.progress() if local else ""
+            print(R.trial_line(row, "  ".join(p for p in (extra, progress) if p)),
+                  file=self.out, flush=True)
+
+    def load_model(self, trial):
+        raise NotImplementedError(
+            f"Trials of a search run are trained by keras_resnet.training: trial "
+            f"{trial.trial_id}'s run directory is {self.run_dir(trial.trial_id)}; retrain the "
+            "best configuration with --final-epochs to export it.")
+
+    # -- results and progress -------------------------------------------------------------
+    def rows(self):
+        """A results row per trial (the oracle's records; error files where present)."""
+        rows = []
+        for trial in self.oracle.trials.values():
+            error = None
+            path = self.error_path(trial.trial_id)
+            if trial.status in ("FAILED", "INVALID") and os.path.exists(path):
+                with open(path) as f:
+                    error = f.readline().strip()
+            rows.append(R.trial_row(trial, self.space, epochs=self.config.epochs, error=error))
+        return R.sort_rows(rows)
+
+    def planned_epochs(self):
+        """Epochs the whole search trains (in-budget trials), or None when unknown."""
+        oracle = self.oracle
+        if self.config.tuner != "hyperband":
+            return self.config.max_trials * self.config.epochs
+        try:   # Hyperband's bracket sizes, from its oracle (KerasTuner 1.4)
+            brackets = oracle._get_num_brackets()
+            one = sum(oracle._get_size(b, r) * oracle._get_epochs(b, r)
+                      for b in range(brackets) for r in range(b + 1))
+        except AttributeError:
+            return None
+        return one * oracle.hyperband_iterations
+
+    def progress(self):
+        """``[4/10 trials, ETA 3m20s]`` from this process's pace and the epochs left."""
+        rows = [r for r in self.rows() if r["status"] in (R.COMPLETED, R.FAILED, R.REJECTED)]
+        trained = [r for r in rows if r["status"] != R.REJECTED]
+        if self.config.tuner == "hyperband":
+            done = sum(int(r["epochs"] or 0) for r in rows)
+            count = f"{len(trained)} trials"
+        else:
+            done = sum(int(r["epochs"] or 0) for r in trained)
+            count = f"{len(trained)}/{self.config.max_trials} trials"
+        planned = self.planned_epochs()
+        epochs = sum(e for e, _ in self._done)
+        if planned is None or not epochs:
+            return f"[{count}]"
+        pace = sum(s for _, s in self._done) / epochs
+        return f"[{count}, search ETA {fmt_seconds(max(0, planned - done) * pace)}]"
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What :func:`run_search` returns (None on a distributed worker)."""
+
+    rows: list
+    best: dict | None
+    best_call: str | None
+    directory: str
+    final: dict | None = None
+
+
+def _say(out, text=""):
+    print(text, file=out, flush=True)
+
+
+def run_search(config, *, callbacks=None, out=None):
+    """Run (or resume) the search of ``config``; write results.csv and results.png.
+
+    Args:
+        config: a :class:`~keras_resnet.tuning.config.SearchConfig`.
+        callbacks: ``keras.callbacks.Callback`` objects given to every trial's trainer.
+        out: where to print (default ``sys.stdout``).
+
+    Returns:
+        A :class:`SearchResult` (None on a distributed worker).
+
+    Raises:
+        ConfigError: bad settings (nothing is written).
+    """
+    out = out or sys.stdout
+    role = distributed_role()
+    config, _ = resolve_search(config)
+    data = load_data(config.train, keras.backend.backend())
+    config, _ = resolve_search(config, data.input_shape(), data.num_classes)
+    try:
+        hypermodel = ResNetHyperModel("cifar", data.input_shape(), data.num_classes,
+                                      compile=False, **config.space_kwargs())
+    except (ValueError, TypeError) as e:
+        raise ConfigError(flag_message(e)) from None
+    resuming = check_search_dir(config.directory, config, distributed=role is not None)
+    strategy = None
+    if role != "chief" and keras.backend.backend() == "tensorflow":
+        from keras_resnet.training.engine_tf import make_strategy
+
+        strategy = make_strategy(config.train.gpus)
+    # Everything is checked: from here on the search writes.
+    os.makedirs(config.directory, exist_ok=True)
+    if role != "worker" and not resuming:
+        write_json(os.path.join(config.directory, "search.json"),
+                   {"flags": config.flags(), "command": sys.argv})
+    with _quiet_keras_tuner():
+        tuner = SearchTuner(config, hypermodel, data=data, strategy=strategy,
+                            callbacks=callbacks, out=out)
+        space = hypermodel.space
+        if role is None:
+            ended = [r for r in tuner.rows() if r["status"] != "running"]
+            if ended:
+                _say(out, f"Resuming the search in {config.directory}: {R.summary(ended)}.")
+        _say(out, f"Searching {len(space.depths)} depths ({space.depths[0]}..{space.depths[-1]})"
+                  f", widths {_choice_text(space.widths)}, preact {_choice_text(space.preact)}"
+                  f" with {config.tuner} search"
+                  + (f", {config.max_trials} trials" if config.tuner != "hyperband" else "")
+                  + f", {config.epochs} epoch{'s' if config.epochs > 1 else ''} each"
+                  + (" (the most)" if config.tuner == "hyperband" else "")
+                  + _budget_text(space) + f"; results in {config.directory}")
+        if role == "chief":
+            _say(out, f"Chief: serving the oracle at {os.environ['KERASTUNER_ORACLE_IP']}:"
+                      f"{os.environ['KERASTUNER_ORACLE_PORT']}; the workers train the trials.")
+        tuner.search(verbose=0)
+    if role == "worker":
+        return None
+    return finish(config, tuner, data, strategy, out)
+
+
+def _choice_text(choice):
+    from keras_resnet.tuning.space import Range, _number
+
+    if isinstance(choice, Range):
+        return f"{_number(choice.low)}..{_number(choice.high)}"
+    return "/".join(_number(c) if not isinstance(c, bool) else ("on" if c else "off")
+                    for c in choice)
+
+
+def _budget_text(space):
+    parts = []
+    if space.max_params:
+        parts.append(f"max {R.human(space.max_params)} params")
+    if space.max_macs:
+        parts.append(f"max {R.human(space.max_macs)} MACs")
+    return (", " + ", ".join(parts)) if parts else ""
+
+
+def finish(config, tuner, data, strategy, out):
+    """Write results.csv and results.png, print the table and the best call, retrain the best."""
+    rows = tuner.rows()
+    directory = config.directory
+    R.write_csv(os.path.join(directory, "results.csv"), rows)
+    R.plot(os.path.join(directory, "results.png"), rows, max_macs=tuner.space.max_macs)
+    _say(out, f"\n{R.summary(rows)}. Wrote {os.path.join(directory, 'results.csv')} and "
+              f"{os.path.join(directory, 'results.png')}.")
+    ranked = R.ranked(rows)
+    if not ranked:
+        _say(out, "No trial completed: nothing to rank.")
+        return SearchResult(rows, None, None, directory)
+    _say(out, R.ranked_table(rows))
+    best = ranked[0]
+    trial = tuner.oracle.get_trial(best["trial"])
+    call = tuner.hypermodel.best_call(trial.hyperparameters)
+    _say(out, f"\nBest (trial {best['trial']}, validation accuracy {best['val_accuracy']:.4f}, "
+              f"lr {best['learning_rate']:g}, weight decay {best['weight_decay']:g}):\n  {call}")
+    result = SearchResult(rows, best, call, directory)
+    if config.final_epochs:
+        result.final = retrain(config, tuner, trial, data, strategy, out)
+    return result
+
+
+def retrain(config, tuner, trial, data, strategy, out):
+    """Retrain ``trial``'s configuration for ``config.final_epochs`` and export it."""
+    from keras_resnet.training.cli import report
+
+    base = os.path.basename(os.path.normpath(config.directory))
+    final = dataclasses.replace(
+        tuner.trial_config(trial), epochs=config.final_epochs,
+        run_dir=os.path.join(config.directory, f"final_trial_{trial.trial_id}"),
+        export=config.train.export or (None if config.train.no_export else
+                                       os.path.join("saved_models", f"{base}_best")),
+        no_export=config.train.no_export, quiet=config.train.quiet)
+    _say(out, f"\nRetraining trial {trial.trial_id}'s configuration for "
+              f"{config.final_epochs} epochs:")
+    trainer = Trainer(final, data=data, strategy=strategy)
+    metrics = trainer.run()
+    report(trainer, metrics)
+    return metrics
