@@ -341,14 +341,17 @@ def resize_bilinear(image, height, width, rows=None, cols=None):
     rows, cols = rows or (0, height), cols or (0, width)
     ylo, yhi, ylerp = _axis(image.shape[0], height, rows)
     xlo, xhi, xlerp = _axis(image.shape[1], width, cols)
-    n = len(ylo)
-    picked = image[np.concatenate([ylo, yhi])].astype(np.float32)   # two source rows per row
+    # Interpolate along x only the source rows that some output row uses (at most two
+    # per output row, fewer when enlarging), then between those rows along y.
+    needed, where = np.unique(np.concatenate([ylo, yhi]), return_inverse=True)
+    picked = image[needed].astype(np.float32)
     left = np.take(picked, xlo, axis=1)
     right = np.take(picked, xhi, axis=1)
     right -= left
     right *= xlerp[:, None]
-    left += right                       # each source row interpolated along x
-    top, bottom = left[:n], left[n:]
+    left += right                       # each needed source row interpolated along x
+    top = np.take(left, where[:len(ylo)], axis=0)
+    bottom = np.take(left, where[len(ylo):], axis=0)
     bottom -= top
     bottom *= ylerp[:, None, None]
     top += bottom
