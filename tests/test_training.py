@@ -244,7 +244,7 @@ class _NaNFromEpoch:
             ds = ds.map(lambda x, y: (x * np.float32("nan"), y))
         return ds
 
-    def train_epochs(self, batch_size, start_epoch, steps_per_epoch, **kw):
+    def train_epochs(self, batch_size, start_epoch, steps_per_epoch, end_epoch=None, **kw):
         first = self.train_dataset(batch_size, start_epoch, **kw).take(steps_per_epoch)
         for epoch in range(start_epoch + 1, start_epoch + 4):
             first = first.concatenate(self.train_dataset(batch_size, epoch, **kw)

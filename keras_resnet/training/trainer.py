@@ -169,7 +169,7 @@ class Trainer:
         self.engine.compile(self.model, self.optimizer, self.decayed,
                             classes=self.data.num_classes, weight_decay=c.weight_decay,
                             label_smoothing=c.label_smoothing, global_batch=plan.global_batch,
-                            xla=c.xla)
+                            xla=c.xla, preprocessing=self.data.preprocessing)
         label = self.engine.worker_label()
         folder = self.run_dir if label is None else os.path.join(self.run_dir, label)
         self.store = ckpt.CheckpointStore(os.path.join(folder, "checkpoints"))
