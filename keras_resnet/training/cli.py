@@ -69,6 +69,9 @@ def build_parser(recipe):
     d.add_argument("--image-size", type=int, default=None,
                    help="input size for --dataset synthetic and --data-dir "
                         f"(default: {32 if cifar else 224})")
+    d.add_argument("--synthetic-examples", type=int, default=None,
+                   help="training images of --dataset synthetic (random pixels and labels; "
+                        "the test set has a quarter as many) (default: 1024)")
     m = p.add_argument_group("model (keras_resnet.ResNet)")
     m.add_argument("--depth", type=int, default=None,
                    help=f"network depth (default: {20 if cifar else 50})")
@@ -151,7 +154,7 @@ def build_parser(recipe):
                    help="train steps per compiled call (default: 4 on CPU, 32 on GPU)")
     r.add_argument("--log-every", type=int, default=None,
                    help="read metrics back from the device every N steps: progress and the NaN "
-                        "check (default: 4 on CPU, 100 on GPU)")
+                        "check (default: 4 on CPU, 128 on GPU)")
     r.add_argument("--seed", type=int, default=0,
                    help="seed of initialisation, data order and augmentation")
     det = r.add_mutually_exclusive_group()
