@@ -591,6 +591,8 @@ def _write_export(model, tmp, preprocessing, quantize, calibration):
 
 def _write_metadata(model, tmp, preprocessing, class_names, metadata, quantize, serving,
                     n_calibration):
+    from keras_resnet import preprocessing as prep
+
     h, w = preprocessing["input_size"]
     files = {}
     for name in sorted(os.listdir(tmp)):
@@ -615,12 +617,7 @@ def _write_metadata(model, tmp, preprocessing, class_names, metadata, quantize, 
         "num_classes": len(class_names),
         "input_size": [int(h), int(w)],
         "preprocessing": dict(preprocessing),
-        "preprocessing_howto": (
-            "Raw RGB uint8 pixels -> resize to input_size ('stretch': bilinear, half-pixel "
-            "centres, no antialiasing, as tf.image.resize; 'center_crop': resize the shorter "
-            "side to input_size / crop_fraction keeping the aspect ratio, then take the central "
-            "crop) -> x = (pixels * scale - mean) / std per RGB channel. model.keras takes x; "
-            "the SavedModel and TFLite models take the pixels and do the rest inside."),
+        "preprocessing_howto": prep.howto(preprocessing),
         "metrics": metadata.pop("metrics", {}),
         "quantize": list(quantize),
         "calibration_images": n_calibration,
@@ -670,33 +667,34 @@ def read_metadata(path):
 # ----------------------------------------------------------------------------- command line
 
 CALIBRATION_IMAGES = 200
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def calibration_from_dir(directory, preprocessing, limit=CALIBRATION_IMAGES):
     """Raw uint8 RGB images at the input size from the image files under ``directory``.
 
-    Files are taken in sorted order (recursively); undecodable ones are skipped.
-    Each image is resized as the preprocessing spec says and rounded to uint8.
+    Files are taken in sorted order (recursively) and read with
+    :func:`keras_resnet.preprocessing.load_image` (the reader the training
+    pipelines and ``recipes/predict.py`` use, then the spec's resize rounded to
+    uint8: what the TFLite model takes); undecodable ones are skipped.
     """
-    from keras_resnet.predict import ImageError, _resize_uint8, read_image
+    from keras_resnet import preprocessing as prep
 
     if not os.path.isdir(directory):
         raise ValueError(f"Invalid value for argument `calibration_dir`: {directory!r} is not a "
                          "directory.")
     files = sorted(os.path.join(d, f) for d, _, fs in os.walk(directory) for f in fs
-                   if f.lower().endswith(IMAGE_SUFFIXES))
+                   if f.lower().endswith(prep.IMAGE_EXTENSIONS))
     images = []
     for path in files:
         try:
-            images.append(_resize_uint8(read_image(path), preprocessing)[0])
-        except ImageError:
+            images.append(prep.load_image(path, preprocessing))
+        except prep.ImageError:
             continue
         if len(images) >= limit:
             break
     if not images:
         raise ValueError(f"Invalid value for argument `calibration_dir`: no readable image "
-                         f"files ({', '.join(IMAGE_SUFFIXES)}) under {directory!r}.")
+                         f"files ({', '.join(prep.IMAGE_EXTENSIONS)}) under {directory!r}.")
     return np.stack(images)
 
 

@@ -97,9 +97,12 @@ def _walk(layer):
 
 def make_optimizer(plan, momentum):
     """SGD with momentum on the plan's schedule; loss scaling under mixed_float16."""
-    optimizer = keras.optimizers.SGD(make_schedule(plan.schedule), momentum=momentum)
+    # Fixed names: optimizer variable paths ("sgd/stem_stem_conv_kernel_momentum") key
+    # the checkpoints, and Keras would otherwise number a process's optimizers
+    # ("sgd_1", "sgd_2", ...).
+    optimizer = keras.optimizers.SGD(make_schedule(plan.schedule), momentum=momentum, name="sgd")
     if plan.precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name="loss_scale")
     return optimizer
 
 

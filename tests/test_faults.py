@@ -1,0 +1,241 @@
+"""Faults tested from outside: SIGKILL at random moments, a full disk, a read-only run directory.
+
+A harness runs the real recipe in a subprocess and kills it with SIGKILL from
+outside: while it trains, while it writes a checkpoint, while it writes
+``log.csv`` and while it exports (it watches the run and export directories for
+the temporary files those writes create, and otherwise kills at a random
+moment). Each time, rerunning the same command must end with exactly the
+weights of an uninterrupted run, and ``log.csv``, ``metrics.json`` and the
+export must be whole. The library has no test hook for this: the kills come
+from outside, as a real crash would.
+"""
+
+import csv
+import glob
+import json
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import requires_tensorflow
+
+pytestmark = [requires_tensorflow, pytest.mark.xdist_group("subprocess_training")]
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARGS = ["--dataset", "digits", "--depth", "8", "--batch-size", "128", "--epochs", "3",
+        "--seed", "3", "--quiet"]
+
+
+def _env():
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2",
+               CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO)
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+def _start(workdir, run, extra=(), preexec=None):
+    return subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "recipes", "cifar10.py"), *ARGS, *extra,
+         "--run-dir", os.path.join(workdir, "runs", run)],
+        cwd=workdir, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=preexec)
+
+
+def _run(workdir, run, extra=(), preexec=None, timeout=600):
+    proc = _start(workdir, run, extra, preexec)
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def _final_state(workdir, run):
+    from keras_resnet.training.checkpoints import CheckpointStore
+
+    store = CheckpointStore(os.path.join(workdir, "runs", run, "checkpoints"))
+    epoch, path = store.latest()
+    return epoch, store.load(path)
+
+
+WATCHERS = {
+    # Each returns True while the write it names is in progress.
+    "step": lambda run_dir, export_parent, name: _log_rows(run_dir) >= 1,
+    "checkpoint": lambda run_dir, export_parent, name: bool(
+        glob.glob(os.path.join(run_dir, "checkpoints", "*.tmp"))),
+    "log": lambda run_dir, export_parent, name: os.path.exists(
+        os.path.join(run_dir, "log.csv.tmp")),
+    "export": lambda run_dir, export_parent, name: bool(
+        glob.glob(os.path.join(export_parent, f".{name}.tmp-*"))),
+}
+
+
+def _log_rows(run_dir):
+    try:
+        with open(os.path.join(run_dir, "log.csv")) as f:
+            return max(0, len(f.read().strip().splitlines()) - 1)
+    except OSError:
+        return 0
+
+
+def kill_during(workdir, run, moment, rng, deadline=300):
+    """Start the recipe and SIGKILL it during ``moment`` (or at a random time if the
+    moment passes unseen); return what was caught."""
+    run_dir = os.path.join(workdir, "runs", run)
+    export_parent = os.path.join(workdir, "saved_models")
+    proc = _start(workdir, run)
+    watch = WATCHERS.get(moment)
+    start = time.monotonic()
+    random_at = start + rng.uniform(8, 30)        # past start-up: somewhere in training
+    caught = None
+    while proc.poll() is None and time.monotonic() - start < deadline:
+        if watch is not None and watch(run_dir, export_parent, run):
+            if moment == "step":
+                time.sleep(rng.uniform(0.0, 1.0))   # somewhere in epoch 2's steps
+            caught = moment
+            break
+        if watch is None and time.monotonic() >= random_at:
+            caught = "random"
+            break
+        time.sleep(0.0005 if moment in ("checkpoint", "log") else 0.01)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    return caught, proc.returncode
+
+
+def _check_whole(workdir, run, reference):
+    """The rerun's files are whole and its weights are the uninterrupted run's."""
+    run_dir = os.path.join(workdir, "runs", run)
+    epoch, state = _final_state(workdir, run)
+    ref_epoch, ref_state = reference
+    assert epoch == ref_epoch == 3
+    assert state.keys() == ref_state.keys()
+    for key in state:
+        np.testing.assert_array_equal(state[key], ref_state[key], err_msg=key)
+    with open(os.path.join(run_dir, "log.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert all(r["test_accuracy"] for r in rows)
+    metrics = json.loads(open(os.path.join(run_dir, "metrics.json")).read())
+    assert metrics["epochs_completed"] == 3 and metrics["steps_completed"] == 33
+    export = os.path.join(workdir, "saved_models", run)
+    meta = json.loads(open(os.path.join(export, "metadata.json")).read())
+    from keras_resnet.training.rundir import du
+
+    for name, info in meta["files"].items():
+        assert du(os.path.join(export, name)) == info["bytes"], name
+    assert not glob.glob(os.path.join(workdir, "saved_models", f".{run}.tmp-*"))
+    assert not glob.glob(os.path.join(run_dir, "**", "*.tmp"), recursive=True)
+    return metrics
+
+
+def _reference(workdir):
+    code, _, err = _run(workdir, "straight")
+    assert code == 0, err[-3000:]
+    return _final_state(workdir, "straight")
+
+
+def _kill_and_resume(workdir, moments, seed):
+    rng = random.Random(seed)
+    ref = _reference(workdir)
+    ref_metrics = json.loads(open(os.path.join(workdir, "runs", "straight",
+                                               "metrics.json")).read())
+    caught = []
+    for i, moment in enumerate(moments):
+        run = f"killed{i}"
+        what, code = kill_during(workdir, run, moment, rng)
+        caught.append((moment, what, code))
+        code, out, err = _run(workdir, run)
+        assert code == 0, (moment, err[-3000:])
+        metrics = _check_whole(workdir, run, ref)
+        assert metrics["test_accuracy"] == ref_metrics["test_accuracy"]
+    print("kills:", caught)
+    return caught
+
+
+def test_sigkill_during_a_step_and_during_export_then_resume_is_exact(tmp_path):
+    caught = _kill_and_resume(str(tmp_path), ["step", "export"], seed=1)
+    assert [c[1] for c in caught] == ["step", "export"]
+    assert all(code == -signal.SIGKILL for _, _, code in caught)
+
+
+@pytest.mark.slow
+def test_sigkill_at_many_moments_then_resume_is_exact(tmp_path):
+    moments = ["step", "checkpoint", "log", "export", "random", "random", "random", "random"]
+    caught = _kill_and_resume(str(tmp_path), moments, seed=2)
+    assert sum(c[1] not in (None,) for c in caught) >= 6
+
+
+# ---------------------------------------------------------------------------
+# A full disk and a read-only run directory.
+
+
+def _file_size_limit(limit):
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # writes past the limit fail with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def _stop_after_epoch_1(workdir, run):
+    """Run epoch 1 (its checkpoint written), then kill the process during epoch 2."""
+    what, _ = kill_during(workdir, run, "step", random.Random(0))
+    assert what == "step"
+
+
+def test_a_full_disk_is_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
+    workdir = str(tmp_path)
+    _stop_after_epoch_1(workdir, "full")
+    run_dir = os.path.join(workdir, "runs", "full")
+    before = open(os.path.join(run_dir, "checkpoints", "epoch-0001.npz"), "rb").read()
+    code, out, err = _run(workdir, "full", preexec=_file_size_limit(200_000))
+    assert code == 1, err[-2000:]
+    message = err.strip().splitlines()[-1]
+    assert message.startswith("recipes/cifar10.py: error: could not write the checkpoint of "
+                              "epoch 2 to ")
+    assert "File too large" in message and "epoch-0001.npz (epoch 1), is kept" in message
+    assert "rerun the same command to resume" in message
+    assert os.listdir(os.path.join(run_dir, "checkpoints")) == ["epoch-0001.npz"]
+    assert open(os.path.join(run_dir, "checkpoints", "epoch-0001.npz"), "rb").read() == before
+    # With space again, the same command resumes after epoch 1 and finishes.
+    code, out, err = _run(workdir, "full")
+    assert code == 0, err[-2000:]
+    assert "Resuming" in out and "after epoch 1" in out
+
+
+def test_a_read_only_run_directory_is_a_clear_error(tmp_path):
+    workdir = str(tmp_path)
+    _stop_after_epoch_1(workdir, "ro")
+    run_dir = os.path.join(workdir, "runs", "ro")
+    ckpts = os.path.join(run_dir, "checkpoints")
+    mounted = False
+    if os.geteuid() == 0:
+        # root ignores permission bits: make the folder a read-only bind mount.
+        ok = subprocess.run(["mount", "--bind", ckpts, ckpts], capture_output=True).returncode == 0
+        ok = ok and subprocess.run(["mount", "-o", "remount,bind,ro", ckpts],
+                                   capture_output=True).returncode == 0
+        if not ok:
+            subprocess.run(["umount", ckpts], capture_output=True)
+            pytest.skip("running as root without permission to mount: cannot make a "
+                        "read-only folder")
+        mounted = True
+    else:
+        os.chmod(ckpts, 0o555)
+    try:
+        code, out, err = _run(workdir, "ro")
+    finally:
+        if mounted:
+            subprocess.run(["umount", ckpts], check=True)
+        else:
+            os.chmod(ckpts, 0o755)
+    assert code == 1, err[-2000:]
+    message = err.strip().splitlines()[-1]
+    assert "could not write the checkpoint of epoch 2" in message
+    assert ("Permission denied" in message or "Read-only file system" in message), message
+    assert "epoch-0001.npz (epoch 1), is kept" in message
+    assert os.listdir(ckpts) == ["epoch-0001.npz"]
