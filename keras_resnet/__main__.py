@@ -36,7 +36,7 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     if args.command == "summary":
-        from keras_resnet import flops
+        from keras_resnet.counting import flops
 
         model = zoo.build(args.name)
         model.summary()

@@ -7,7 +7,8 @@ of that body:
 
 * ``ordering``: where BatchNorm and ReLU sit relative to the addition (He et al.
   2016, "Identity Mappings", Fig. 4): ``"post"`` (the original), ``"bn_after_add"``,
-  ``"relu_before_add"``, ``"relu_preact"`` and ``"full_preact"``;
+  ``"relu_before_add"``, ``"relu_preact"`` and ``"full_preact"``, read from one
+  table (:data:`keras_resnet.architecture.UNIT_ORDERINGS`);
 * ``shortcut``: option ``"A"`` (parameter-free: subsampling plus zero-padded
   channels), ``"B"`` (projection where the channel count changes) or ``"C"``
   (projection on every block), He et al. 2015, section 3.3;
@@ -38,65 +39,20 @@ import numpy as np
 from keras import ops
 
 from keras_resnet import specs
+# The argument checks and the shortcut decision live with the architecture
+# (no Keras there); the layers use the same ones.
+from keras_resnet.architecture import (  # noqa: F401 - BN_*, shortcut_kind: public here too
+    BN_EPSILON, BN_MOMENTUM, PREACT_ORDERINGS, UNIT_ORDERINGS, check_choice, shortcut_kind)
+from keras_resnet.architecture import check_int as _as_int
+from keras_resnet.architecture import check_rate as _as_rate
 
 PACKAGE = "keras_resnet"
 
-# BatchNorm defaults bound once (torchvision/flax conventions: momentum 0.9 in
-# Keras terms, epsilon 1e-5).
-BN_MOMENTUM = 0.9
-BN_EPSILON = 1e-5
-PREACT_ORDERINGS = ("relu_preact", "full_preact")
-
-
-def check_choice(name, value, allowed):
-    """Raise a ValueError naming ``name`` unless ``value`` is one of ``allowed``."""
-    if value not in allowed:
-        raise ValueError(
-            f"Invalid value for argument `{name}`: received {value!r}; "
-            f"expected one of {', '.join(repr(a) for a in allowed)}.")
-    return value
-
 
 def resolve_data_format(data_format):
+    """``data_format``, or Keras's configured ``image_data_format()`` when None."""
     data_format = data_format or keras.config.image_data_format()
     return check_choice("data_format", data_format, ("channels_last", "channels_first"))
-
-
-def shortcut_kind(shortcut, in_channels, out_channels, strides, residual=True):
-    """Decide the shortcut of one block: the only place this is decided.
-
-    Returns ``None`` (no shortcut: the plain twin), ``"identity"``,
-    ``"subsample"`` (strided identity, parameter-free), ``"pad"`` (option A:
-    subsample and zero-pad the new channels) or ``"projection"`` (1x1 conv).
-
-    Option B projects where the channel count changes; where only the
-    resolution changes (the stride placed in a stage's last block, as in
-    keras.applications' V2 models) it subsamples.
-    """
-    if not residual:
-        return None
-    if shortcut == "C":
-        return "projection"
-    if in_channels != out_channels:
-        return "pad" if shortcut == "A" else "projection"
-    return "subsample" if strides > 1 else "identity"
-
-
-def _as_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Argument `{name}` must be an int; received {value!r} "
-                        f"of type {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"Argument `{name}` must be >= {minimum}; received {value}.")
-    return value
-
-
-def _as_rate(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Argument `{name}` must be a float in [0, 1); received {value!r}.")
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"Argument `{name}` must be in [0, 1); received {value}.")
-    return float(value)
 
 
 # -- building fast ------------------------------------------------------------------
@@ -255,6 +211,55 @@ def kernel_initializer_for(initializer, layer_name):
     return type(initializer).from_config(config)
 
 
+# -- random masks under tf.distribute ---------------------------------------------------
+#
+# Under a tf.distribute strategy every replica runs the same step with the same
+# (mirrored) seed-generator state, so Keras's random ops would draw the same mask on
+# every replica: with identical inputs, replicas would drop the same examples. The
+# replica id is folded into the seed (TensorFlow's own stateless_fold_in) so that each
+# replica draws its own mask. With one replica, and on other backends (JAX with
+# keras.distribution draws one mask over the global batch), masks are drawn exactly as
+# before. The seed generators stay ordinary variables, so a resumed run continues
+# the same streams.
+
+
+def replica_seed(seed_generator):
+    """The next seed of ``seed_generator`` with the replica id folded in, or None.
+
+    None where nothing needs folding (not TensorFlow, or one replica in sync): the
+    caller then draws with ``seed=seed_generator`` as usual. Otherwise a (2,) int32
+    seed for TensorFlow's stateless random ops, distinct per replica.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    seed = tf.random.experimental.stateless_fold_in(
+        tf.cast(seed_generator.next(), "int64"), context.replica_id_in_sync_group)
+    # int32, as Keras casts its seeds (XLA's stateless ops take int32 seeds).
+    return tf.cast(tf.math.floormod(seed, tf.int32.max - 1), "int32")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE, name="ReplicaDropout")
+class _ReplicaDropout(keras.layers.Dropout):
+    """``keras.layers.Dropout`` that draws its own mask on every tf.distribute replica.
+
+    Same name, variables and config as the Keras layer; see :func:`replica_seed`.
+    """
+
+    def call(self, inputs, training=False):
+        seed = replica_seed(self.seed_generator) if training and self.rate > 0 else None
+        if seed is None:
+            return super().call(inputs, training=training)
+        import tensorflow as tf
+
+        return tf.nn.experimental.stateless_dropout(inputs, rate=self.rate, seed=seed,
+                                                    noise_shape=self.noise_shape)
+
+
 class _DeferredBuild:
     """Mixin: layers loaded from a ``.keras`` file build inside :func:`building_scope`."""
 
@@ -287,6 +292,7 @@ class _ResidualUnit(_DeferredBuild, keras.layers.Layer):
                              "preact=True means ordering='full_preact'.")
         self.ordering = check_choice("ordering", ordering, specs.ORDERINGS)
         self.preact = self.ordering == "full_preact"
+        self._unit = UNIT_ORDERINGS[self.ordering]
         self.shortcut = check_choice("shortcut", shortcut, specs.SHORTCUTS)
         self.skip = check_choice("skip", skip, specs.SKIPS)
         self.residual = bool(residual)
@@ -312,12 +318,12 @@ class _ResidualUnit(_DeferredBuild, keras.layers.Layer):
         self._branch_length = n
         for i, (k, f, s) in enumerate(convs):
             setattr(self, f"conv{i + 1}", self._conv(f, k, s, f"conv{i + 1}"))
-        # BN i normalises the input of conv i (full pre-activation) or its
-        # output (the others); "bn_after_add" normalises the sum with its last.
+        # BN i belongs to conv i: it normalises its input or its output, or (the
+        # last BN of "bn_after_add") the sum; see UNIT_ORDERINGS.
         for i in range(n):
             setattr(self, f"bn{i + 1}", self._bn(f"bn{i + 1}", zero=(self.zero_init and i == n - 1)))
         self.out_channels = convs[-1][1]
-        self.dropout = (keras.layers.Dropout(self.dropout_rate, seed=seed,
+        self.dropout = (_ReplicaDropout(self.dropout_rate, seed=seed,
                                              name=f"{self.name}_dropout", dtype=self.dtype_policy)
                         if self.dropout_rate else None)
         self.shortcut_conv = self.shortcut_bn = self.gate_conv = None
@@ -388,22 +394,22 @@ class _ResidualUnit(_DeferredBuild, keras.layers.Layer):
         self._shortcut_kind = shortcut_kind(self.shortcut, in_channels, self.out_channels,
                                             self.strides, self.residual)
         shape = input_shape
-        post = self.ordering != "full_preact"
+        before = self._unit.bn_before_conv
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
-            if not post:
+            if before:
                 bn.build(shape)
-            k, s = self._kernels[i], self._conv_strides[i]
+            k = self._kernels[i]
             hw = tuple(None if d is None else d + 2 * (k // 2) for d in self._spatial(shape))
             conv.build(self._with(shape, hw, shape[self._channel_axis]))
             shape = conv.compute_output_shape(self._with(shape, hw, shape[self._channel_axis]))
-            if post:
+            if not before:
                 bn.build(shape)
         if self.dropout is not None:
             self.dropout.build(shape)
         if self._shortcut_kind == "projection":
             self.shortcut_conv = self._conv(self.out_channels, 1, self.strides, "shortcut_conv")
             self.shortcut_conv.build(input_shape)
-            if self.ordering not in PREACT_ORDERINGS:
+            if not self._unit.preactivation:
                 self.shortcut_bn = self._bn("shortcut_bn")
                 self.shortcut_bn.build(self.shortcut_conv.compute_output_shape(input_shape))
         if self.residual and self.skip in ("exclusive_gating", "shortcut_gating"):
@@ -443,37 +449,43 @@ class _ResidualUnit(_DeferredBuild, keras.layers.Layer):
             pads = [[0, 0]] * 4
             pads[self._channel_axis] = [0, extra]
             return ops.pad(x, pads)
-        source = preactivated if self.ordering in PREACT_ORDERINGS else x
+        # Pre-activation units project their pre-activated input (He et al. 2016, appendix).
+        source = preactivated if self._unit.preactivation else x
         y = self.shortcut_conv(source)
         return self.shortcut_bn(y, training=training) if self.shortcut_bn is not None else y
 
+    @staticmethod
+    def _norm_act(steps, x, bn, training):
+        """Apply ``steps`` (a field of :class:`UnitOrdering`) to ``x`` with BatchNorm ``bn``."""
+        for step in steps:
+            x = bn(x, training=training) if step == "bn" else ops.relu(x)
+        return x
+
     def _branch(self, x, training):
-        o = self.ordering
-        n = len(self.convs)
+        """The residual branch, and its pre-activated input (what projections read)."""
+        unit, n = self._unit, self._branch_length
         preactivated = x
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
             last = i == n - 1
-            if o == "full_preact":
-                x = ops.relu(bn(x, training=training))
-            elif o == "relu_preact":
-                x = ops.relu(x)
+            x = self._norm_act(unit.before_conv, x, bn, training)
             if i == 0:
                 preactivated = x
             if last and self.dropout is not None:
                 x = self.dropout(x, training=training)
             x = conv(self._pad(x, self._kernels[i] // 2))
-            if o in ("post", "relu_before_add", "relu_preact") or (o == "bn_after_add" and not last):
-                x = bn(x, training=training)
-            if o in ("post", "bn_after_add") and not last:
-                x = ops.relu(x)
-            if o == "relu_before_add":
-                x = ops.relu(x)
+            x = self._norm_act(unit.after_last_conv if last else unit.after_conv, x, bn, training)
         return x, preactivated
 
     def _keep_mask(self, x, rate):
-        """Per-example Bernoulli(1 - rate) mask, broadcastable to ``x``."""
+        """Per-example Bernoulli(1 - rate) mask, broadcastable to ``x``; one per replica."""
         shape = (ops.shape(x)[0], 1, 1, 1)
-        keep = keras.random.uniform(shape, seed=self._rng) >= rate
+        seed = replica_seed(self._rng)
+        if seed is None:
+            keep = keras.random.uniform(shape, seed=self._rng) >= rate
+        else:
+            import tensorflow as tf
+
+            keep = tf.random.stateless_uniform(shape, seed=seed) >= rate
         return ops.cast(keep, x.dtype)
 
     def call(self, inputs, training=None):
@@ -499,11 +511,7 @@ class _ResidualUnit(_DeferredBuild, keras.layers.Layer):
                     out = (1.0 - gate) * short + gate * residual
                 else:
                     out = (1.0 - gate) * short + residual
-        if self.ordering == "bn_after_add":
-            out = self.bns[-1](out, training=training)
-        if self.ordering in ("post", "bn_after_add"):
-            out = ops.relu(out)
-        return out
+        return self._norm_act(self._unit.after_add, out, self.bns[-1], training)
 
     def get_config(self):
         config = super().get_config()

@@ -18,11 +18,14 @@ this module absorbs exactly:
 * V2 downsamples in the last block of a stage, on the 3x3 convolution, with a
   subsampling shortcut: ``downsample_at="last", stride_at="3x3"``.
 
-Entry points: :func:`from_keras_applications` (a keras.applications model in,
-the equivalent keras_resnet model out) and ``ResNet(depth, weights=...)``, which
-calls :func:`load` with ``"imagenet"`` (the official file, downloaded by Keras
-with its hash check) or a path (an official-format ``.h5`` file or one of our
-own ``.weights.h5`` files).
+This module loads weights into a model it is given and never builds one with
+the builder: ``ResNet(depth, weights=...)`` calls :func:`load` with ``"imagenet"``
+(the official file, downloaded by Keras with its hash check) or a path (an
+official-format ``.h5`` file or one of our own ``.weights.h5`` files), and
+:func:`keras_resnet.convert.from_keras_applications` builds the model a
+keras.applications one converts into, then calls :func:`transfer`. What
+``weights="imagenet"`` requires of the architecture is checked before building,
+in :mod:`keras_resnet.architecture`.
 """
 
 from __future__ import annotations
@@ -34,24 +37,10 @@ import re
 import keras
 import numpy as np
 
-from keras_resnet import specs
+from keras_resnet import layers, specs
+from keras_resnet.architecture import IMAGENET_CLASSES, IMAGENET_WEIGHT_DEPTHS
 
-# ImageNet depths with official keras.applications weights.
-IMAGENET_WEIGHT_DEPTHS = (50, 101, 152)
-IMAGENET_CLASSES = 1000
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-
-# The layout (extras of ``ResNet``) that reproduces each keras.applications flavour.
-LAYOUTS = {
-    False: {"stride_at": "1x1", "downsample_at": "first", "stem_bias": False},
-    True: {"stride_at": "3x3", "downsample_at": "last", "stem_bias": True},
-}
-# Fields of an Architecture the official weights fix, and the argument that sets each.
-_FIXED_FIELDS = {"family": "family", "block": "block", "stage_blocks": "depth",
-                 "stage_filters": "width", "out_filters": "width",
-                 "stem_filters": "depth", "ordering": "ordering", "shortcut": "shortcut",
-                 "skip": "skip", "residual": "residual", "stride_at": "stride_at",
-                 "downsample_at": "downsample_at", "stem_bias": "stem_bias"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,95 +59,6 @@ class Flavor:
         """The official weights file name of this flavour."""
         top = "" if include_top else "_notop"
         return f"{self.application.lower()}_weights_tf_dim_ordering_tf_kernels{top}.h5"
-
-
-# -- argument checks (called by models.ResNet) -------------------------------------
-
-def check_weights_argument(weights, allow_imagenet=True):
-    """Raise a ValueError unless ``weights`` is None, ``"imagenet"`` or an existing file."""
-    allowed = "None, 'imagenet' or the path of a weights file" if allow_imagenet else \
-        "None or the path of a weights file"
-    if weights is None:
-        return
-    if weights == "imagenet" and allow_imagenet:
-        return
-    if not isinstance(weights, (str, os.PathLike)) or weights == "imagenet":
-        raise ValueError(f"Invalid value for argument `weights`: received {weights!r}; "
-                         f"expected {allowed}.")
-    if not os.path.exists(weights):
-        raise ValueError(f"Invalid value for argument `weights`: no file at "
-                         f"{os.fspath(weights)!r}; expected {allowed}.")
-
-
-def imagenet_layout(depth, preact, extras, family=None):
-    """Fill in the extras that reproduce keras.applications' layout for ``weights="imagenet"``.
-
-    Post-activation nets need our defaults; pre-activation (V2) nets need
-    ``stride_at="3x3"``, ``downsample_at="last"`` and ``stem_bias=True``.
-
-    Args:
-        depth: int, the requested depth.
-        preact: bool, True for the V2 (pre-activation) nets.
-        extras: dict, the user's extra keyword arguments of ``ResNet``.
-        family: str or None, the user's ``family`` argument.
-
-    Returns:
-        A new dict: ``extras`` with the V2 layout set where the user left it unset.
-
-    Raises:
-        ValueError: naming ``weights`` for a depth or family without official
-            weights, or the argument the user set to a value they cannot fill.
-
-    Example:
-
-    >>> imagenet_layout(50, True, {})
-    {'stride_at': '3x3', 'downsample_at': 'last', 'stem_bias': True}
-    """
-    if depth not in IMAGENET_WEIGHT_DEPTHS or family not in (None, "imagenet"):
-        raise ValueError(f"Invalid value for argument `weights`: 'imagenet' weights exist for "
-                         f"ImageNet depths {IMAGENET_WEIGHT_DEPTHS} (plain or preact); "
-                         f"received depth={depth!r}, family={family!r}.")
-    result = dict(extras)
-    for key, value in LAYOUTS[bool(preact)].items():
-        given = result.get(key)
-        if given is None:
-            if preact:
-                result[key] = value
-        elif given != value:
-            net = f"ResNet{depth}" + ("V2" if preact else "")
-            raise ValueError(
-                f"Invalid value for argument `{key}` with weights='imagenet': received "
-                f"{given!r}; keras.applications' {net} weights need {key}={value!r} "
-                f"(leave it unset).")
-    return result
-
-
-def check_imagenet_compatible(depth, arch, include_top, classes):
-    """Raise a ValueError unless the official weights fit this architecture and head."""
-    if depth not in IMAGENET_WEIGHT_DEPTHS or arch.family != "imagenet":
-        hint = (" (small inputs resolve to the CIFAR family; pass family='imagenet')"
-                if depth in IMAGENET_WEIGHT_DEPTHS else "")
-        raise ValueError(f"Invalid value for argument `weights`: 'imagenet' weights exist for "
-                         f"ImageNet depths {IMAGENET_WEIGHT_DEPTHS}; received depth={depth}, "
-                         f"family={arch.family!r}{hint}.")
-    if include_top and classes not in (None, IMAGENET_CLASSES):
-        raise ValueError(f"Invalid value for argument `classes` with weights='imagenet' and "
-                         f"include_top=True: received {classes!r}; the ImageNet classifier "
-                         f"has {IMAGENET_CLASSES} classes (or use include_top=False).")
-    expected = _expected_architecture(depth, arch.ordering == "full_preact")
-    for field, argument in _FIXED_FIELDS.items():
-        got, want = getattr(arch, field), getattr(expected, field)
-        if got != want:
-            raise ValueError(f"Invalid value for argument `{argument}` with weights='imagenet': "
-                             f"the network has {field}={got!r}; the official weights need "
-                             f"{field}={want!r}.")
-
-
-def _expected_architecture(depth, preact):
-    from keras_resnet import models
-
-    return models.resolve_architecture(depth, preact=preact, family="imagenet",
-                                       **LAYOUTS[preact])
 
 
 # -- recognising keras.applications models and files ---------------------------------
@@ -244,56 +144,6 @@ def keras_applications_model(flavor, *, weights=None, include_top=False, classes
 
 # -- conversion ------------------------------------------------------------------------
 
-def from_keras_applications(model, *, name=None):
-    """Convert a keras.applications ResNet into the equivalent keras_resnet model.
-
-    Accepts ResNet50/101/152 and ResNet50V2/101V2/152V2 built with any
-    ``include_top``, ``pooling``, ``classes``, ``classifier_activation`` and input
-    shape. The result computes the same function in inference mode (up to float
-    rounding): conv biases are folded into the BatchNorm statistics, the V2
-    stride placement is reproduced.
-
-    Args:
-        model: a ``keras.Model`` built by ``keras.applications.ResNet*``.
-        name: str or None, the name of the new model (default: ours).
-
-    Returns:
-        A ``keras.Model`` built by ``keras_resnet.ResNet``.
-
-    Example:
-
-    >>> import keras
-    >>> source = keras.applications.ResNet50(weights=None, include_top=False,
-    ...                                      input_shape=(32, 32, 3), pooling="avg")
-    >>> model = from_keras_applications(source)
-    >>> model.name, model.output_shape
-    ('resnet50', (None, 2048))
-    """
-    from keras_resnet import models
-
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"Argument `model` must be a keras.Model built by keras.applications; "
-                        f"received {type(model).__name__}.")
-    flavor = detect_flavor((layer.name for layer in model.layers), "model")
-    names = {layer.name for layer in model.layers}
-    include_top = "predictions" in names
-    pooling = None if include_top else ("avg" if "avg_pool" in names else
-                                        "max" if "max_pool" in names else None)
-    kwargs = {}
-    if include_top:
-        head = model.get_layer("predictions")
-        kwargs["classes"] = head.units
-        kwargs["classifier_activation"] = keras.activations.serialize(head.activation)
-    stem = model.get_layer("conv1_conv")
-    target = models.ResNet(flavor.depth, preact=flavor.preact, family="imagenet",
-                           include_top=include_top, pooling=pooling,
-                           input_shape=tuple(model.input_shape[1:]),
-                           data_format=stem.data_format, name=name,
-                           **LAYOUTS[flavor.preact], **kwargs)
-    transfer(model, target)
-    return target
-
-
 def transfer(source, target):
     """Copy a keras.applications ResNet's weights into a keras_resnet model, folding biases.
 
@@ -328,8 +178,6 @@ def _get(model, name):
 
 def _target_blocks(target, flavor):
     """{(stage, index): block layer} of ``target``, checked against ``flavor``'s table."""
-    from keras_resnet import layers
-
     blocks = {}
     for layer in target.layers:
         match = re.match(r"^stage(\d)_block(\d+)$", layer.name)

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from keras_resnet import __main__ as cli
-from keras_resnet import specs, zoo
+from keras_resnet import architecture, models, specs, zoo
 from tests.test_models import PINNED
 
 
@@ -44,5 +44,31 @@ def test_summary_subprocess():
     assert "stage3_block3" in out.stdout and "multiply-adds per example: 40,551,040" in out.stdout
 
 
-def test_zoo_names_are_generated_from_table():
-    assert all(specs.ZOO[n].name == n for n in specs.ZOO)
+def test_zoo_lists_every_model_under_the_name_its_architecture_gives(capsys):
+    """The table lists specs.ZOO in order, and each name follows from what the entry
+    resolves to: pre-activation or not, depth counted from the blocks, family, width."""
+    assert cli.main(["zoo"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.strip().splitlines()[1:]]
+    assert [r[0] for r in rows] == list(specs.ZOO)
+    for (name, depth, family, block, *_), entry in zip(rows, specs.ZOO.values()):
+        arch = zoo.resolve(name)
+        if entry.builder == "WideResNet":  # WRN-d-k: n = (d - 4) / 6 blocks per stage
+            arch_depth = arch.num_blocks // 3 * 6 + 4
+            expected = architecture.wide_name(arch_depth, arch.stage_filters[0] // 16)
+        else:
+            arch_depth = arch.depth
+            expected = (("preact_" if arch.ordering == "full_preact" else "") + f"resnet{arch_depth}"
+                        + ("_cifar" if arch.family == "cifar" else ""))
+        assert (name, int(depth), family, block) == (expected, arch_depth, arch.family, arch.block)
+
+
+def test_zoo_table_is_counted_without_building(monkeypatch, capsys):
+    """Every row comes from the architecture: building a model would fail here."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the zoo table built a model")
+
+    monkeypatch.setattr(models, "build", refuse)
+    assert cli.main(["zoo", "resnet152", "wrn_28_10"]) == 0
+    out = capsys.readouterr().out
+    assert f"{PINNED['resnet152'][0]:,}" in out and f"{PINNED['wrn_28_10'][0]:,}" in out
+    assert f"{PINNED['resnet152'][1] / 1e9:.2f}" in out

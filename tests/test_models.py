@@ -15,13 +15,13 @@ import pytest
 
 import keras_resnet
 from keras_resnet import layers as kl
-from keras_resnet import models, specs
+from keras_resnet import models, specs, zoo
 from tests.conftest import trainable_count
 
 pytestmark = pytest.mark.multibackend
 
 # Exact trainable parameters and multiply-adds (one example) of every zoo model.
-# Parameter counts cited in REFERENCE.md: ResNet-20 269,722; -56 853,018; -110
+# Published parameter counts: ResNet-20 269,722; -56 853,018; -110
 # 1,727,962; pre-act ResNet-164 1,703,258; WRN-28-10 36,479,194; ResNet-18
 # 11,689,512; -50 25,557,032; -152 60,192,808. The others agree with the papers'
 # rounded values (ZOO.paper_params) and with torchvision's counts (ResNet-34
@@ -58,6 +58,7 @@ def build_zoo(name):
 
 def test_every_zoo_model_is_pinned():
     assert set(PINNED) == set(specs.ZOO)
+    assert {f"resnet{d}" for d in specs.PAPER_GMACS} <= set(specs.ZOO)  # checked below
 
 
 def _paper_value(text):
@@ -75,20 +76,19 @@ def test_zoo_model(name):
     params, macs = PINNED[name]
     assert trainable_count(model) == params
     assert keras_resnet.flops(model) == macs
+    assert zoo.count(name) == (params, macs)  # counted without building: the same
     # The paper rounds to 0.01M / 0.1M: agree to within 2%.
     assert abs(params - _paper_value(entry.paper_params)) / params < 0.02
+    # He et al. 2015, Table 1: 1.8 / 3.6 / 3.8 / 7.6 / 11.3 GMACs ("FLOPs"), within 3%.
+    depth = entry.kwargs["depth"]
+    if entry.family == "imagenet" and depth in specs.PAPER_GMACS and name.startswith("resnet"):
+        paper = specs.PAPER_GMACS[depth]
+        assert abs(keras_resnet.flops(model) / 1e9 - paper) / paper < 0.03
     if name not in BIG:  # one forward pass (the deep ones have their own test)
         x = np.random.RandomState(0).rand(2, *model.input_shape[1:]).astype("float32")
         y = keras.ops.convert_to_numpy(model(x, training=False))
         assert y.shape == (2, classes)
         np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
-
-
-@pytest.mark.parametrize("depth", sorted(specs.PAPER_GMACS))
-def test_imagenet_flops_match_paper(depth):
-    """He et al. 2015 Table 1: 1.8 / 3.6 / 3.8 / 7.6 / 11.3 GMACs, within 3%."""
-    macs = PINNED[f"resnet{depth}"][1]
-    assert abs(macs / 1e9 - specs.PAPER_GMACS[depth]) / specs.PAPER_GMACS[depth] < 0.03
 
 
 def test_flops_of_v15_and_wide_bottleneck():
@@ -274,22 +274,34 @@ def test_drop_path_linear_decay():
 
 @pytest.mark.parametrize("skip", specs.SKIPS)
 def test_skip_functions(skip):
-    """He et al. 2016 Table 1. Exclusive gating with b_g = -6 starts close to the shortcut."""
+    """He et al. 2016 Table 1, in inference mode, each against its formula.
+
+    Exclusive gating with b_g = -6 starts close to the shortcut."""
     block = kl.ResidualBlock(8, skip=skip, gate_bias=-6.0, name="b")
     x = np.abs(np.random.RandomState(4).randn(2, 4, 4, 8)).astype("float32")
     y = _block_io(block, x)
-    assert y.shape == x.shape and np.isfinite(y).all()
+    residual = keras.ops.convert_to_numpy(block._branch(x, False)[0])
+    assert np.abs(residual).max() > 0.1  # so the formulas below tell the skips apart
+    if skip in ("identity", "dropout"):  # the shortcut dropout is off at inference
+        np.testing.assert_allclose(y, np.maximum(x + residual, 0), rtol=1e-5, atol=1e-5)
+    if skip == "scaling":
+        np.testing.assert_allclose(y, np.maximum(0.5 * x + 0.5 * residual, 0),
+                                   rtol=1e-5, atol=1e-5)
+        zero = kl.ResidualBlock(8, skip="scaling", zero_init=True, name="z")
+        np.testing.assert_allclose(_block_io(zero, x), 0.5 * x, atol=1e-6)
     if skip in ("exclusive_gating", "shortcut_gating"):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(block.gate_conv.bias), -6.0)
         # With the gate's kernel zeroed, g = sigmoid(b_g) everywhere: check the formula.
         block.gate_conv.kernel.assign(np.zeros(block.gate_conv.kernel.shape, "float32"))
         g = 1.0 / (1.0 + np.exp(6.0))
-        residual = keras.ops.convert_to_numpy(block._branch(x, False)[0])
         mixed = (1 - g) * x + (g * residual if skip == "exclusive_gating" else residual)
         np.testing.assert_allclose(_block_io(block, x), np.maximum(mixed, 0), rtol=1e-5, atol=1e-5)
-    if skip == "scaling":
-        zero = kl.ResidualBlock(8, skip="scaling", zero_init=True, name="z")
-        np.testing.assert_allclose(_block_io(zero, x), 0.5 * x, atol=1e-6)
+    if skip == "dropout":  # in training, each example keeps 2 x its shortcut or drops it
+        train = _block_io(block, x, training=True)
+        branch = keras.ops.convert_to_numpy(block._branch(x, True)[0])
+        kept = np.all(np.isclose(train, np.maximum(2 * x + branch, 0), atol=1e-4), axis=(1, 2, 3))
+        dropped = np.all(np.isclose(train, np.maximum(branch, 0), atol=1e-4), axis=(1, 2, 3))
+        assert np.all(kept | dropped)
 
 
 def test_width_and_wide_resnet():
@@ -297,7 +309,14 @@ def test_width_and_wide_resnet():
     assert model.name == "wrn_16_2"
     assert model.get_layer("stage1_block1").dropout.rate == 0.3
     assert model.get_layer("stage3_block2").output.shape[-1] == 128
-    assert trainable_count(keras_resnet.ResNet(20, width=2)) > 4 * 269_722 * 0.9
+    # ResNet-20 x2 by hand: the stem keeps 16 filters, option A pads the channels up.
+    expected, c_in = 3 * 3 * 3 * 16 + 2 * 16, 16
+    for c in (32, 64, 128):
+        for _ in range(3):
+            expected += 9 * c_in * c + 9 * c * c + 4 * c
+            c_in = c
+    expected += 128 * 10 + 10
+    assert trainable_count(keras_resnet.ResNet(20, width=2)) == expected == 1_068_890
 
 
 # -- serialization -----------------------------------------------------------------
@@ -398,7 +417,7 @@ def test_trains_one_step_and_every_weight_gets_a_gradient():
     (dict(depth=20, stride_at="3x3"), ValueError, ["`stride_at`", "bottleneck", "'basic'"]),
     (dict(depth=50, stride_at="5x5"), ValueError, ["`stride_at`", "'5x5'", "'1x1', '3x3'"]),
     (dict(depth=20, ordering="sideways"), ValueError, ["`ordering`", "'sideways'", "'full_preact'"]),
-    (dict(depth=20, preact=True, ordering="post"), ValueError, ["`preact=True`", "`ordering='post'`"]),
+    (dict(depth=20, preact=True, ordering="post"), ValueError, ["`ordering`", "`preact=True`", "`ordering='post'`"]),
     (dict(depth=20, skip="teleport"), ValueError, ["`skip`", "'teleport'", "'exclusive_gating'"]),
     (dict(depth=20, downsample_at="middle"), ValueError, ["`downsample_at`", "'first', 'last'"]),
     (dict(depth=20, dropout_rate=-0.1), ValueError, ["`dropout_rate`", "-0.1"]),

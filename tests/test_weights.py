@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 import keras_resnet
+from keras_resnet import architecture
 from keras_resnet import weights as W
+from keras_resnet.convert import from_keras_applications
 
 RTOL = 1e-4
 
@@ -132,7 +134,7 @@ def official_source(application, include_top, seed=0, **kwargs):
 
 def test_resnet50_with_softmax_top_matches():
     source = official_source("ResNet50", include_top=True)
-    ours = W.from_keras_applications(source)
+    ours = from_keras_applications(source)
     assert ours.name == "resnet50" and ours.output_shape == (None, 1000)
     expected, _ = assert_same_function(source, ours, inputs(64))
     assert expected.max() < 0.5  # a spread-out softmax, so the comparison is informative
@@ -141,7 +143,7 @@ def test_resnet50_with_softmax_top_matches():
 
 def test_resnet50v2_logits_match_and_the_stream_bias_fold_matters():
     source = official_source("ResNet50V2", include_top=True, classifier_activation=None)
-    ours = W.from_keras_applications(source)
+    ours = from_keras_applications(source)
     assert ours.name == "preact_resnet50"
     assert ours.get_layer("stage1_block3").strides == 2  # V2: stride in a stage's last block
     assert ours.get_layer("stage2_block1").strides == 1
@@ -159,7 +161,7 @@ def test_resnet50v2_logits_match_and_the_stream_bias_fold_matters():
 def test_features_match(application, pooling):
     source = official_source(application, include_top=False, pooling=pooling,
                              input_shape=(None, None, 3), seed=1)
-    ours = W.from_keras_applications(source)
+    ours = from_keras_applications(source)
     assert ours.input_shape == (None, None, None, 3)
     assert ours.output_shape == source.output_shape
     assert_same_function(source, ours, inputs(67))  # odd size: padding/subsampling parity
@@ -169,9 +171,9 @@ def test_from_keras_applications_rejects_other_models():
     x = keras.Input((32, 32, 3))
     other = keras.Model(x, keras.layers.Conv2D(4, 3, name="conv1_conv")(x))
     with pytest.raises(ValueError, match=r"argument `model`.*ResNet50/101/152"):
-        W.from_keras_applications(other)
+        from_keras_applications(other)
     with pytest.raises(TypeError, match="`model`"):
-        W.from_keras_applications("resnet50")
+        from_keras_applications("resnet50")
 
 
 @pytest.mark.slow
@@ -179,13 +181,13 @@ def test_from_keras_applications_rejects_other_models():
                                          "ResNet152V2"])
 def test_deeper_models_match(application):
     source = official_source(application, include_top=True, classifier_activation=None)
-    ours = W.from_keras_applications(source)
+    ours = from_keras_applications(source)
     flavor = flavor_of(application)
     assert ours.name.endswith(str(flavor.depth))
     assert_same_function(source, ours, inputs(64))
     # ...and its weights do not fit a ResNet-50.
     other = keras_resnet.ResNet(depth=50, preact=flavor.preact, family="imagenet",
-                                input_shape=(64, 64, 3), **W.LAYOUTS[flavor.preact])
+                                input_shape=(64, 64, 3), **architecture.LAYOUTS[flavor.preact])
     with pytest.raises(ValueError, match=rf"blocks per stage \(3, 4, 6, 3\).*{application}"):
         W.transfer(source, other)
 
@@ -293,13 +295,13 @@ def test_imagenet_bad_arguments(kwargs, argument):
 
 
 def test_imagenet_layout_fills_in_the_v2_layout():
-    assert W.imagenet_layout(101, True, {"seed": 1}) == {
+    assert architecture.imagenet_layout(101, True, {"seed": 1}) == {
         "seed": 1, "stride_at": "3x3", "downsample_at": "last", "stem_bias": True}
-    assert W.imagenet_layout(50, False, {}) == {}  # our defaults are keras.applications' v1
+    assert architecture.imagenet_layout(50, False, {}) == {}  # our defaults are keras.applications' v1
     with pytest.raises(ValueError, match=r"argument `weights`.*family='cifar'"):
-        W.imagenet_layout(50, True, {}, family="cifar")
+        architecture.imagenet_layout(50, True, {}, family="cifar")
     with pytest.raises(ValueError, match=r"argument `stride_at`.*received '3x3'"):
-        W.imagenet_layout(50, False, {"stride_at": "3x3"})
+        architecture.imagenet_layout(50, False, {"stride_at": "3x3"})
 
 
 # -- weights=<path> ----------------------------------------------------------------------
@@ -313,7 +315,7 @@ def test_official_file_path_loads_and_keras_applications_agrees(tmp_path):
     x = inputs(64)
     np.testing.assert_array_equal(predict(reloaded, x), predict(source, x))
     ours = keras_resnet.ResNet(depth=50, preact=True, weights=str(path), include_top=False,
-                               family="imagenet", input_shape=(64, 64, 3), **W.LAYOUTS[True])
+                               family="imagenet", input_shape=(64, 64, 3), **architecture.LAYOUTS[True])
     assert_same_function(source, ours, x)
     # A file holding a different network is refused, naming the argument.
     with pytest.raises(ValueError, match=r"argument `weights`.*strides"):
@@ -322,7 +324,7 @@ def test_official_file_path_loads_and_keras_applications_agrees(tmp_path):
     with pytest.raises(ValueError, match=r"argument `weights`.*ordering='post'"):
         keras_resnet.ResNet(depth=50, weights=str(path), include_top=False)
     with pytest.raises(ValueError, match=r"argument `weights`.*no classifier"):
-        keras_resnet.ResNet(depth=50, preact=True, weights=str(path), **W.LAYOUTS[True])
+        keras_resnet.ResNet(depth=50, preact=True, weights=str(path), **architecture.LAYOUTS[True])
 
 
 def test_own_weights_file_round_trip_and_mismatch(tmp_path):

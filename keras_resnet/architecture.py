@@ -1,0 +1,582 @@
+"""Builder arguments resolved into an :class:`Architecture`, without Keras.
+
+``ResNet(...)`` and ``WideResNet(...)`` first resolve their arguments here, against
+the tables of :mod:`keras_resnet.specs`, into one frozen :class:`Architecture`;
+:mod:`keras_resnet.models` then turns it into a graph and
+:mod:`keras_resnet.counting` counts its parameters and multiply-adds. Every
+argument check that does not need Keras happens here, before anything is built,
+including what ``weights="imagenet"`` requires of the network (the official
+weights fix its layout). This module imports neither Keras nor a backend, so
+resolving and counting cost milliseconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+from keras_resnet import specs
+
+# BatchNorm defaults bound once (torchvision/flax conventions: momentum 0.9 in
+# Keras terms, epsilon 1e-5).
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitOrdering:
+    """Where a residual unit's BatchNorms and ReLUs sit (He et al. 2016, Fig. 4).
+
+    Each field lists the operations (``"bn"``, ``"relu"``) applied, in order, at
+    one place of the unit. Convolution i of the branch owns BatchNorm i, used at
+    exactly one of the places that concern it: before it, after it, or (for the
+    last convolution) after the addition.
+
+    Attributes:
+        before_conv: on the input of every branch convolution (pre-activation).
+        after_conv: on the output of every branch convolution but the last.
+        after_last_conv: on the output of the last one, before the addition.
+        after_add: on the sum of shortcut and residual.
+    """
+
+    before_conv: tuple
+    after_conv: tuple
+    after_last_conv: tuple
+    after_add: tuple
+
+    @property
+    def preactivation(self):
+        """The branch starts with an activation: projection shortcuts read the
+        pre-activated input and have no BatchNorm, and the network ends with a ReLU."""
+        return bool(self.before_conv)
+
+    @property
+    def bn_before_conv(self):
+        """BatchNorm i normalises the input of convolution i (else its output): the
+        stem then has no BatchNorm and the network ends with one (``post_bn``)."""
+        return "bn" in self.before_conv
+
+
+UNIT_ORDERINGS = {
+    # (a) original: conv-BN-ReLU ... conv-BN, addition, ReLU.
+    "post": UnitOrdering((), ("bn", "relu"), ("bn",), ("relu",)),
+    # (b) BN after addition: conv-BN-ReLU ... conv, addition, BN, ReLU.
+    "bn_after_add": UnitOrdering((), ("bn", "relu"), (), ("bn", "relu")),
+    # (c) ReLU before addition: conv-BN-ReLU ... conv-BN-ReLU, addition.
+    "relu_before_add": UnitOrdering((), ("bn", "relu"), ("bn", "relu"), ()),
+    # (d) ReLU-only pre-activation: ReLU-conv-BN ... ReLU-conv-BN, addition.
+    "relu_preact": UnitOrdering(("relu",), ("bn",), ("bn",), ()),
+    # (e) full pre-activation: BN-ReLU-conv ... BN-ReLU-conv, addition.
+    "full_preact": UnitOrdering(("bn", "relu"), (), (), ()),
+}
+PREACT_ORDERINGS = tuple(o for o, unit in UNIT_ORDERINGS.items() if unit.preactivation)
+
+# Extras accepted by ResNet / WideResNet beyond the builder's named arguments.
+EXTRAS = ("stride_at", "downsample_at", "ordering", "skip", "gate_bias", "zero_init",
+          "dropout_rate", "stem_bias", "kernel_regularizer", "bn_momentum", "bn_epsilon",
+          "seed")
+# WideResNet also takes these ResNet arguments as extras.
+WIDE_EXTRAS = ("drop_path_rate", "residual", "shortcut")
+
+
+# -- argument checks -------------------------------------------------------------------
+
+def check_choice(name, value, allowed):
+    """Raise a ValueError naming ``name`` unless ``value`` is one of ``allowed``."""
+    try:
+        ok = value in allowed
+    except TypeError:  # unhashable or incomparable values are not among the choices
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"Invalid value for argument `{name}`: received {value!r}; "
+            f"expected one of {', '.join(repr(a) for a in allowed)}.")
+    return value
+
+
+def check_bool(name, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"Argument `{name}` must be a bool (True or False); received "
+                        f"{value!r} of type {type(value).__name__}.")
+    return value
+
+
+def check_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"Argument `{name}` must be an int >= {minimum}; received {value!r} "
+                        f"of type {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"Argument `{name}` must be >= {minimum}; received {value}.")
+    return value
+
+
+def check_rate(name, value):
+    """A probability in [0, 1), as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Argument `{name}` must be a float in [0, 1); received {value!r} "
+                        f"of type {type(value).__name__}.")
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"Argument `{name}` must be in [0, 1); received {value}.")
+    return float(value)
+
+
+def check_number(name, value, *, low=-math.inf, high=math.inf, low_open=False, allowed=None):
+    """A finite real number in [low, high] ((low, high] with ``low_open``), as a float."""
+    allowed = allowed or "a finite number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Argument `{name}` must be {allowed}; received {value!r} "
+                        f"of type {type(value).__name__}.")
+    value = float(value)
+    if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+        raise ValueError(f"Argument `{name}` must be {allowed}; received {value!r}.")
+    return value
+
+
+def check_depth_type(depth):
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise TypeError(f"Argument `depth` must be an int; received {depth!r} "
+                        f"of type {type(depth).__name__}.")
+
+
+def check_width(width):
+    if isinstance(width, bool) or not isinstance(width, (int, float)):
+        raise TypeError(f"Argument `width` must be a positive number (the widening factor "
+                        f"k); received {width!r} of type {type(width).__name__}.")
+    if not math.isfinite(width) or width <= 0:
+        raise ValueError(f"Argument `width` must be a positive number (the widening "
+                         f"factor k); received {width!r}.")
+    return width
+
+
+def check_seed(seed):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"Argument `seed` must be an int or None; received {seed!r} "
+                        f"of type {type(seed).__name__}.")
+    return seed
+
+
+def check_head(include_top=True, pooling=None, classes=None, name=None):
+    """Check the keras.applications-style head arguments that need no Keras."""
+    check_bool("include_top", include_top)
+    check_choice("pooling", pooling, specs.POOLINGS)
+    if classes is not None and (isinstance(classes, bool) or not isinstance(classes, int)
+                                or classes < 1):
+        raise ValueError(f"Invalid value for argument `classes`: received {classes!r}; "
+                         "expected a positive int or None (the family's default).")
+    if name is not None and (not isinstance(name, str) or not name or "/" in name):
+        raise ValueError(f"Invalid value for argument `name`: received {name!r}; "
+                         "expected a non-empty str without '/' (Keras's rule for names) "
+                         "or None (the default name).")
+
+
+def shortcut_kind(shortcut, in_channels, out_channels, strides, residual=True):
+    """Decide the shortcut of one block: the only place this is decided.
+
+    Returns ``None`` (no shortcut: the plain twin), ``"identity"``,
+    ``"subsample"`` (strided identity, parameter-free), ``"pad"`` (option A:
+    subsample and zero-pad the new channels) or ``"projection"`` (1x1 conv).
+
+    Option B projects where the channel count changes; where only the
+    resolution changes (the stride placed in a stage's last block, as in
+    keras.applications' V2 models) it subsamples.
+    """
+    if not residual:
+        return None
+    if shortcut == "C":
+        return "projection"
+    if in_channels != out_channels:
+        return "pad" if shortcut == "A" else "projection"
+    return "subsample" if strides > 1 else "identity"
+
+
+# -- input shapes ------------------------------------------------------------------------
+
+def spatial_size(input_shape, data_format):
+    """The smaller known spatial side of ``input_shape`` (no batch axis), or None."""
+    if input_shape is None:
+        return None
+    hw = input_shape[:2] if data_format == "channels_last" else input_shape[1:]
+    sizes = [d for d in hw if d is not None]
+    return min(sizes) if sizes else None
+
+
+def check_input_shape(input_shape, data_format):
+    if input_shape is None:
+        return None
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3 or any(
+            d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1)
+            for d in input_shape):
+        raise ValueError("Argument `input_shape` must be a tuple of 3 positive ints "
+                         "(height, width, channels) or None entries for variable "
+                         f"sizes; received {input_shape!r}.")
+    channels = input_shape[-1] if data_format == "channels_last" else input_shape[0]
+    if channels is None:
+        raise ValueError(f"Argument `input_shape` needs a known channel count; "
+                         f"received {input_shape!r}.")
+    return tuple(input_shape)
+
+
+def network_input_shape(arch, input_shape, data_format):
+    """The input shape the network is built for: checked, defaulted per family."""
+    input_shape = check_input_shape(input_shape, data_format)
+    if input_shape is None:
+        h, w, c = specs.DEFAULT_INPUT_SHAPE[arch.family]
+        input_shape = (h, w, c) if data_format == "channels_last" else (c, h, w)
+    size = spatial_size(input_shape, data_format)
+    minimum = specs.MIN_INPUT_SIZE[arch.family]
+    if size is not None and size < minimum:
+        raise ValueError(f"Invalid value for argument `input_shape`: {arch.family} "
+                         f"networks need inputs of at least {minimum}x{minimum}; "
+                         f"received {input_shape}.")
+    return input_shape
+
+
+# -- the record ------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """Everything that determines a network, after defaults are resolved."""
+
+    family: str
+    block: str
+    stage_blocks: tuple
+    stage_filters: tuple
+    stem_filters: int
+    out_filters: tuple | None = None      # bottleneck outputs (None: expansion x filters)
+    ordering: str = "post"
+    shortcut: str = "B"
+    skip: str = "identity"
+    residual: bool = True
+    drop_path_rate: float = 0.0
+    dropout_rate: float = 0.0
+    zero_init: bool = False
+    stride_at: str = "1x1"
+    downsample_at: str = "first"
+    stem_bias: bool = False
+    gate_bias: float = -6.0
+    bn_momentum: float = BN_MOMENTUM
+    bn_epsilon: float = BN_EPSILON
+    kernel_regularizer: object = None
+    seed: int | None = None
+
+    @property
+    def num_blocks(self):
+        return sum(self.stage_blocks)
+
+    @property
+    def depth(self):
+        """Weighted layers: stem + branch convolutions + classifier (projections not counted)."""
+        return 2 + specs.LAYERS_PER_BLOCK[self.block] * self.num_blocks
+
+
+def resolve_family(depth, family, input_shape, data_format="channels_last"):
+    """Pick the family of ``depth``: by ``family``, else input size, else ImageNet."""
+    check_depth_type(depth)
+    if family is not None:
+        check_choice("family", family, specs.FAMILIES)
+    in_imagenet = depth in specs.IMAGENET_DEPTHS
+    in_cifar = bool(specs.cifar_blocks_for(depth))
+    if family == "imagenet" and not in_imagenet:
+        raise ValueError(f"Invalid value for argument `depth` with family='imagenet': "
+                         f"received {depth}; expected one of {specs.allowed_imagenet_depths_text()}.")
+    if family == "cifar" and not in_cifar:
+        raise ValueError(f"Invalid value for argument `depth` with family='cifar': "
+                         f"received {depth}; expected {specs.allowed_cifar_depths_text()}.")
+    if family is not None:
+        return family
+    if not (in_imagenet or in_cifar):
+        raise ValueError(
+            f"Invalid value for argument `depth`: received {depth}; expected an ImageNet "
+            f"depth ({specs.allowed_imagenet_depths_text()}) or a CIFAR depth "
+            f"({specs.allowed_cifar_depths_text()}).")
+    if in_imagenet and in_cifar:
+        size = spatial_size(input_shape, data_format)
+        if size is not None and size <= specs.CIFAR_MAX_INPUT_SIZE:
+            return "cifar"
+        return "imagenet"
+    return "imagenet" if in_imagenet else "cifar"
+
+
+def scale(filters, width):
+    return max(1, int(round(filters * width)))
+
+
+def resolve_architecture(depth, *, preact=False, family=None, block=None, width=1,
+                         shortcut=None, residual=True, drop_path_rate=0.0,
+                         input_shape=None, data_format="channels_last", **extras):
+    """Resolve the user's arguments against the tables into an :class:`Architecture`."""
+    unknown = sorted(set(extras) - set(EXTRAS))
+    if unknown:
+        raise TypeError(f"ResNet() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+                        f"the extras it accepts are {', '.join(EXTRAS)}.")
+    check_bool("preact", preact)
+    check_bool("residual", residual)
+    check_width(width)
+    check_rate("drop_path_rate", drop_path_rate)
+    input_shape = check_input_shape(input_shape, data_format)
+    family = resolve_family(depth, family, input_shape, data_format)
+    if block is not None:
+        check_choice("block", block, specs.BLOCKS)
+    if shortcut is not None:
+        check_choice("shortcut", shortcut, specs.SHORTCUTS)
+
+    if family == "imagenet":
+        table_block, stage_blocks = specs.IMAGENET_DEPTHS[depth]
+        if block is not None and block != table_block:
+            raise ValueError(f"Invalid value for argument `block`: ImageNet ResNet-{depth} "
+                             f"uses {table_block!r} blocks; received {block!r}.")
+        block = table_block
+    else:
+        fits = specs.cifar_blocks_for(depth)
+        if block is None:
+            block = fits[0]
+        elif block not in fits:
+            rule = "6n+2" if block == "basic" else "9n+2"
+            raise ValueError(f"Invalid value for argument `depth`: CIFAR nets with "
+                             f"{block!r} blocks have depth {rule}; received {depth}.")
+        stage_blocks = (specs.cifar_blocks_per_stage(depth, block),) * 3
+    if shortcut is None:
+        # The papers' defaults: option A for CIFAR basic nets (He et al. 2015,
+        # section 4.2), projections elsewhere (B; Identity Mappings for bottlenecks).
+        shortcut = "A" if (family == "cifar" and block == "basic") else "B"
+    return _architecture(family, block, stage_blocks, width, preact=preact,
+                         shortcut=shortcut, residual=residual,
+                         drop_path_rate=float(drop_path_rate), **extras)
+
+
+def _architecture(family, block, stage_blocks, width, *, preact, ordering=None,
+                  stride_at=None, downsample_at=None, **options):
+    if ordering is None:
+        ordering = "full_preact" if preact else "post"
+    else:
+        check_choice("ordering", ordering, specs.ORDERINGS)
+        if preact and ordering != "full_preact":
+            raise ValueError(f"Invalid value for argument `ordering`: received {ordering!r}, "
+                             f"which conflicts with `preact=True` (`ordering={ordering!r}` "
+                             "needs preact=False); preact=True means ordering='full_preact'.")
+    if stride_at is not None:
+        check_choice("stride_at", stride_at, specs.STRIDE_AT)
+        if block != "bottleneck":
+            raise ValueError(f"Invalid value for argument `stride_at`: received {stride_at!r}; "
+                             "stride placement applies to bottleneck blocks only and this "
+                             f"network uses {block!r} blocks (leave it unset).")
+    if downsample_at is not None:
+        check_choice("downsample_at", downsample_at, specs.DOWNSAMPLE_AT)
+    _check_options(options)
+    base = specs.STAGE_FILTERS[family]
+    filters = tuple(scale(f, width) for f in base)
+    # Wide bottlenecks widen the inner layers only (Zagoruyko & Komodakis 2016):
+    # their outputs keep expansion x the unwidened filters.
+    out = None
+    if block == "bottleneck" and width != 1:
+        out = tuple(f * specs.BOTTLENECK_EXPANSION for f in base)
+    return Architecture(
+        family=family, block=block, stage_blocks=tuple(stage_blocks),
+        stage_filters=filters, stem_filters=specs.STEM_FILTERS[family], out_filters=out,
+        ordering=ordering, stride_at=stride_at or "1x1", downsample_at=downsample_at or "first",
+        **{k: v for k, v in options.items() if v is not None})
+
+
+def _check_options(options):
+    """Check the extras stored in the record as they are (None: the default)."""
+    checks = {
+        "skip": lambda v: check_choice("skip", v, specs.SKIPS),
+        "dropout_rate": lambda v: check_rate("dropout_rate", v),
+        "zero_init": lambda v: check_bool("zero_init", v),
+        "stem_bias": lambda v: check_bool("stem_bias", v),
+        "gate_bias": lambda v: check_number("gate_bias", v, allowed="a finite number (the "
+                                            "initial bias b_g of the gate)"),
+        "bn_momentum": lambda v: check_number("bn_momentum", v, low=0.0, high=1.0,
+                                              allowed="a float in [0, 1]"),
+        "bn_epsilon": lambda v: check_number("bn_epsilon", v, low=0.0, low_open=True,
+                                             allowed="a positive float"),
+        "seed": check_seed,
+    }
+    for key, value in options.items():
+        if value is not None and key in checks:
+            checks[key](value)
+
+
+def stage_plan(arch):
+    """Yield (stage, index, strides) for every block, stride placement resolved."""
+    n_stages = len(arch.stage_blocks)
+    for s, count in enumerate(arch.stage_blocks):
+        for b in range(count):
+            if arch.downsample_at == "first":
+                strides = 2 if (s > 0 and b == 0) else 1
+            else:
+                strides = 2 if (b == count - 1 and s < n_stages - 1) else 1
+            yield s, b, strides
+
+
+def default_name(depth, arch):
+    """``resnet56``, ``preact_resnet164``, ``plain20``, ``resnet50_cifar``, ..."""
+    if not arch.residual:
+        prefix = "plain"
+    elif arch.ordering == "full_preact":
+        prefix = "preact_resnet"
+    else:
+        prefix = "resnet"
+    return f"{prefix}{depth}" + ("_cifar" if arch.family == "cifar" and depth in specs.IMAGENET_DEPTHS else "")
+
+
+def wide_name(depth, width):
+    """``wrn_28_10``; a fractional width keeps its decimals (``wrn_16_1.5``)."""
+    k = int(width) if float(width).is_integer() else width
+    return f"wrn_{depth}_{k}"
+
+
+# -- the two builders' resolution ---------------------------------------------------------
+
+def resolve_resnet(depth, *, preact=False, family=None, block=None, width=1, shortcut=None,
+                   residual=True, drop_path_rate=0.0, weights=None, include_top=True,
+                   classes=None, input_shape=None, data_format="channels_last", **extras):
+    """The :class:`Architecture` that ``ResNet(...)`` builds for these arguments.
+
+    ``input_shape`` is the shape the family is inferred from (an ``input_tensor``'s
+    shape without the batch axis, when the builder got one).
+    """
+    check_weights_argument(weights)
+    if weights == "imagenet":
+        # ImageNet weights mean an ImageNet network, whatever the input size.
+        family = "imagenet" if family is None else family
+        extras = imagenet_layout(depth, preact, extras, family=family)
+    arch = resolve_architecture(depth, preact=preact, family=family, block=block, width=width,
+                                shortcut=shortcut, residual=residual,
+                                drop_path_rate=drop_path_rate, input_shape=input_shape,
+                                data_format=data_format, **extras)
+    if weights == "imagenet":
+        check_imagenet_compatible(depth, arch, include_top, classes)
+    return arch
+
+
+def resolve_wide_resnet(depth=28, width=10, dropout_rate=0.0, *, weights=None, **extras):
+    """The :class:`Architecture` that ``WideResNet(...)`` builds: WRN-d-k, n = (d - 4) / 6."""
+    check_depth_type(depth)
+    if depth < 10 or (depth - 4) % 6:
+        raise ValueError(f"Invalid value for argument `depth`: Wide ResNets have depth "
+                         f"6n+4 (10, 16, 22, 28, 40, ...); received {depth}.")
+    check_width(width)
+    unknown = sorted(set(extras) - set(EXTRAS) - set(WIDE_EXTRAS))
+    if unknown:
+        raise TypeError(f"WideResNet() got unexpected keyword argument(s) "
+                        f"{', '.join(map(repr, unknown))}; the extras it accepts are "
+                        f"{', '.join(EXTRAS + WIDE_EXTRAS)}.")
+    extras = dict(extras)
+    ordering = extras.get("ordering")
+    if ordering is not None and ordering != "full_preact":
+        check_choice("ordering", ordering, specs.ORDERINGS)
+        raise ValueError(f"Invalid value for argument `ordering`: received {ordering!r}; "
+                         "Wide ResNets use full pre-activation units, 'full_preact' "
+                         "(leave it unset, or build with ResNet).")
+    shortcut = check_choice("shortcut", extras.pop("shortcut", "B"), specs.SHORTCUTS)
+    residual = check_bool("residual", extras.pop("residual", True))
+    drop_path_rate = check_rate("drop_path_rate", extras.pop("drop_path_rate", 0.0))
+    n = (depth - 4) // 6
+    arch = _architecture("cifar", "basic", (n, n, n), width, preact=True, shortcut=shortcut,
+                         residual=residual, drop_path_rate=drop_path_rate,
+                         dropout_rate=check_rate("dropout_rate", dropout_rate), **extras)
+    check_weights_argument(weights, allow_imagenet=False)
+    return arch
+
+
+# -- what weights="imagenet" requires of the network ---------------------------------------
+
+# ImageNet depths with official keras.applications weights.
+IMAGENET_WEIGHT_DEPTHS = (50, 101, 152)
+IMAGENET_CLASSES = 1000
+# The layout (extras of ``ResNet``) that reproduces each keras.applications flavour:
+# ResNet50/101/152 (post-activation, our defaults) and ResNet50V2/101V2/152V2
+# (pre-activation, stride on the 3x3 of a stage's last block, a stem bias).
+LAYOUTS = {
+    False: {"stride_at": "1x1", "downsample_at": "first", "stem_bias": False},
+    True: {"stride_at": "3x3", "downsample_at": "last", "stem_bias": True},
+}
+# Fields of an Architecture the official weights fix, and the argument that sets each.
+_FIXED_FIELDS = {"family": "family", "block": "block", "stage_blocks": "depth",
+                 "stage_filters": "width", "out_filters": "width",
+                 "stem_filters": "depth", "ordering": "ordering", "shortcut": "shortcut",
+                 "skip": "skip", "residual": "residual", "stride_at": "stride_at",
+                 "downsample_at": "downsample_at", "stem_bias": "stem_bias"}
+
+
+def check_weights_argument(weights, allow_imagenet=True):
+    """Raise a ValueError unless ``weights`` is None, ``"imagenet"`` or an existing file."""
+    allowed = "None, 'imagenet' or the path of a weights file" if allow_imagenet else \
+        "None or the path of a weights file"
+    if weights is None:
+        return
+    if isinstance(weights, str) and weights == "imagenet" and allow_imagenet:
+        return
+    if not isinstance(weights, (str, os.PathLike)) or weights == "imagenet":
+        raise ValueError(f"Invalid value for argument `weights`: received {weights!r}; "
+                         f"expected {allowed}.")
+    if not os.path.exists(weights):
+        raise ValueError(f"Invalid value for argument `weights`: no file at "
+                         f"{os.fspath(weights)!r}; expected {allowed}.")
+
+
+def imagenet_layout(depth, preact, extras, family=None):
+    """Fill in the extras that reproduce keras.applications' layout for ``weights="imagenet"``.
+
+    Post-activation nets need our defaults; pre-activation (V2) nets need
+    ``stride_at="3x3"``, ``downsample_at="last"`` and ``stem_bias=True``.
+
+    Args:
+        depth: int, the requested depth.
+        preact: bool, True for the V2 (pre-activation) nets.
+        extras: dict, the user's extra keyword arguments of ``ResNet``.
+        family: str or None, the user's ``family`` argument.
+
+    Returns:
+        A new dict: ``extras`` with the V2 layout set where the user left it unset.
+
+    Raises:
+        ValueError: naming ``weights`` for a depth or family without official
+            weights, or the argument the user set to a value they cannot fill.
+
+    Example:
+
+    >>> imagenet_layout(50, True, {})
+    {'stride_at': '3x3', 'downsample_at': 'last', 'stem_bias': True}
+    """
+    if depth not in IMAGENET_WEIGHT_DEPTHS or family not in (None, "imagenet"):
+        raise ValueError(f"Invalid value for argument `weights`: 'imagenet' weights exist for "
+                         f"ImageNet depths {IMAGENET_WEIGHT_DEPTHS} (plain or preact); "
+                         f"received depth={depth!r}, family={family!r}.")
+    result = dict(extras)
+    for key, value in LAYOUTS[bool(preact)].items():
+        given = result.get(key)
+        if given is None:
+            if preact:
+                result[key] = value
+        elif given != value:
+            net = f"ResNet{depth}" + ("V2" if preact else "")
+            raise ValueError(
+                f"Invalid value for argument `{key}` with weights='imagenet': received "
+                f"{given!r}; keras.applications' {net} weights need {key}={value!r} "
+                f"(leave it unset).")
+    return result
+
+
+def check_imagenet_compatible(depth, arch, include_top, classes):
+    """Raise a ValueError unless the official weights fit this architecture and head."""
+    if depth not in IMAGENET_WEIGHT_DEPTHS or arch.family != "imagenet":
+        hint = (" (small inputs resolve to the CIFAR family; pass family='imagenet')"
+                if depth in IMAGENET_WEIGHT_DEPTHS else "")
+        raise ValueError(f"Invalid value for argument `weights`: 'imagenet' weights exist for "
+                         f"ImageNet depths {IMAGENET_WEIGHT_DEPTHS}; received depth={depth}, "
+                         f"family={arch.family!r}{hint}.")
+    if include_top and classes not in (None, IMAGENET_CLASSES):
+        raise ValueError(f"Invalid value for argument `classes` with weights='imagenet' and "
+                         f"include_top=True: received {classes!r}; the ImageNet classifier "
+                         f"has {IMAGENET_CLASSES} classes (or use include_top=False).")
+    preact = arch.ordering == "full_preact"
+    expected = resolve_architecture(depth, preact=preact, family="imagenet", **LAYOUTS[preact])
+    for field, argument in _FIXED_FIELDS.items():
+        got, want = getattr(arch, field), getattr(expected, field)
+        if got != want:
+            raise ValueError(f"Invalid value for argument `{argument}` with weights='imagenet': "
+                             f"the network has {field}={got!r}; the official weights need "
+                             f"{field}={want!r}.")
