@@ -248,8 +248,15 @@ def _read_compare(paths):
 
 
 def _lesion(args):
+    from keras_resnet import analysis
+
     compare = _read_compare(args.compare)
     model, x, y, info = _load_model_and_data(args)
+    analysis.network.classifier_output(model)
+    deletable = sum(i.deletable for i in analysis.network_chain(model).info)
+    if args.max_delete is not None and args.max_delete > deletable:
+        raise UsageError(f"--max-delete {args.max_delete} is more than the model's {deletable} "
+                         "deletable blocks")
     return lambda outputs: _run_lesion(args, outputs, compare, model, x, y, info)
 
 
@@ -279,7 +286,12 @@ def _run_lesion(args, outputs, compare, model, x, y, info):
 
 
 def _paths(args):
+    from keras_resnet import analysis
+    from keras_resnet.analysis import paths
+
     model, x, y, info = _load_model_and_data(args)
+    analysis.network.classifier_output(model)
+    paths.check_residual(analysis.network_chain(model))
     return lambda outputs: _run_paths(args, outputs, model, x, y, info)
 
 

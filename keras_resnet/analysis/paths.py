@@ -138,12 +138,13 @@ def path_gradients(model, x, y, through):
     Returns a NumPy array shaped like the first block's input.
     """
     chain = nw.network_chain(model)
-    _check_residual(chain)
+    check_residual(chain)
     _, g_out, pullbacks = _forward(chain, np.asarray(x, "float32"), np.asarray(y))
     return ops.convert_to_numpy(_path_gradient(g_out, pullbacks, set(through)))
 
 
-def _check_residual(chain):
+def check_residual(chain):
+    """AnalysisError unless every block of the :class:`Chain` has a shortcut."""
     plain = [i.name for i in chain.info if not i.residual]
     if plain:
         raise nw.AnalysisError(f"Argument `model` ({chain.model.name!r}) has blocks without a "
@@ -196,7 +197,7 @@ def gradient_by_path_length(model, data, *, samples=32, batch_size=16, lengths=N
     samples = _positive_int("samples", samples)
     batch_size = min(_positive_int("batch_size", batch_size), len(x))
     chain = nw.network_chain(model)
-    _check_residual(chain)
+    check_residual(chain)
     nw.classifier_output(model)
     n = len(chain.info)
     if lengths is None:
