@@ -143,7 +143,7 @@ def build_parser(recipe):
                        help="depths in weighted layers, even, comma-separated "
                             "(default: 2,6,12,24,50)")
         a.add_argument("--width", type=_positive, default=200,
-                       help="units per hidden layer (the paper: 200)")
+                       help="units per hidden layer")
         a.add_argument("--inits", type=_positive, default=8,
                        help="random initialisations per net")
         a.add_argument("--points", type=_positive, default=256,
@@ -308,10 +308,11 @@ def _run_paths(args, outputs, model, x, y, info):
         analysis.plot_paths(result, outputs[ext])
     eff = result["effective"]
     print(f"\n{result['model']}: {result['num_blocks']} blocks, {result['total_paths']:,} paths")
-    print("  length  paths  gradient per path  share of the gradient")
+    width = max(5, len(f"{max(result['path_counts']):,}"))
+    print(f"  length  {'paths':>{width}}  gradient per path  share of the gradient")
     for k, c, m, s in zip(result["lengths"], result["path_counts"],
                           result["gradient_magnitude"], eff["fraction"]):
-        print(f"  {k:>6}  {c:>5}  {m:>17.4g}  {s:>8.3f}")
+        print(f"  {k:>6}  {c:>{width},}  {m:>17.4g}  {s:>21.3f}")
     decay = result["decay_per_block"]
     print(f"Gradient per path falls x{decay:.3g} per block; the median of the gradient is at "
           f"length {eff['median_length']} ({eff['median_length_layers']} layers), 90% between "

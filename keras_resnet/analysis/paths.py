@@ -56,8 +56,9 @@ def effective_paths(counts, magnitudes, lengths=None):
         fraction reaches one half), ``interval_90`` (the lengths between the
         5% and 95% points of the cumulative fraction).
 
-    >>> effective_paths([1, 2, 1], [1.0, 0.5, 0.25])["fraction"]
-    [0.4, 0.4, 0.2]
+    >>> effective = effective_paths([1, 3, 3, 1], [0.5, 0.5, 0.5, 0.5])
+    >>> effective["fraction"], effective["median_length"], effective["interval_90"]
+    ([0.125, 0.375, 0.375, 0.125], 1, [0, 3])
     """
     lengths = list(range(len(counts))) if lengths is None else [int(k) for k in lengths]
     if not len(counts) == len(magnitudes) == len(lengths):

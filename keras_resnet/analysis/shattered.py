@@ -157,7 +157,7 @@ def shattered_gradients(depths=DEFAULT_DEPTHS, *, width=200, inits=8, points=256
 
     Args:
         depths: even ints >= 2, weighted layers of the nets.
-        width: int, units per hidden layer (the paper: 200).
+        width: int, units per hidden layer.
         inits: int, random initialisations per net.
         points, low, high: the grid (the paper: 256 points in [-2, 2]).
         max_lag: int, largest lag of the autocorrelation, in grid steps.
