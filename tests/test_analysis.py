@@ -1,5 +1,6 @@
 """keras_resnet.analysis: lesion studies, paths and shattered gradients (Veit et al. 2016;
-Balduzzi et al. 2017). Backend-agnostic: the whole module also runs under JAX."""
+Balduzzi et al. 2017). The tests of what depends on the backend (models, gradients) are
+marked multibackend and also run under JAX; tables, statistics and plots run once."""
 
 import itertools
 import json
@@ -14,7 +15,9 @@ import keras_resnet
 from keras_resnet import analysis
 from keras_resnet.analysis import autodiff, lesion, network, paths, shattered
 
-pytestmark = pytest.mark.multibackend
+multibackend = pytest.mark.multibackend
+# The tests that share the trained models run on one xdist worker, which trains them once.
+trained = pytest.mark.xdist_group("analysis_trained_digits")
 
 
 def _np(x):
@@ -65,18 +68,22 @@ def test_effective_paths_median_and_interval():
 
 # ----------------------------------------------------------------------------- chains
 @pytest.mark.parametrize("build, names, shortcuts", [
-    (lambda: keras_resnet.ResNet(14, input_shape=(8, 8, 3)),
-     ["stage1_block1", "stage1_block2", "stage2_block1", "stage2_block2", "stage3_block1",
-      "stage3_block2"], ["identity", "identity", "pad", "identity", "pad", "identity"]),
-    (lambda: keras_resnet.ResNet(14, input_shape=(8, 8, 3), residual=False), None, [None] * 6),
-    (lambda: keras_resnet.ResNet(11, block="bottleneck", input_shape=(8, 8, 3)), None,
-     ["projection", "projection", "projection"]),
-    (lambda: keras_resnet.WideResNet(10, width=2, input_shape=(8, 8, 3)), None,
-     ["projection", "projection", "projection"]),
-    (lambda: keras_resnet.ResNet(18, input_shape=(32, 32, 3)), None,
-     ["identity", "identity", "projection", "identity", "projection", "identity",
-      "projection", "identity"]),
-], ids=["resnet14", "plain14", "bottleneck11", "wrn10_2", "imagenet18"])
+    pytest.param(lambda: keras_resnet.ResNet(14, input_shape=(8, 8, 3)),
+                 ["stage1_block1", "stage1_block2", "stage2_block1", "stage2_block2",
+                  "stage3_block1", "stage3_block2"],
+                 ["identity", "identity", "pad", "identity", "pad", "identity"],
+                 id="resnet14", marks=multibackend),
+    pytest.param(lambda: keras_resnet.ResNet(14, input_shape=(8, 8, 3), residual=False), None,
+                 [None] * 6, id="plain14"),
+    pytest.param(lambda: keras_resnet.ResNet(11, block="bottleneck", input_shape=(8, 8, 3)),
+                 None, ["projection", "projection", "projection"], id="bottleneck11",
+                 marks=multibackend),
+    pytest.param(lambda: keras_resnet.WideResNet(10, width=2, input_shape=(8, 8, 3)), None,
+                 ["projection", "projection", "projection"], id="wrn10_2"),
+    pytest.param(lambda: keras_resnet.ResNet(18, input_shape=(32, 32, 3)), None,
+                 ["identity", "identity", "projection", "identity", "projection", "identity",
+                  "projection", "identity"], id="imagenet18"),
+])
 def test_network_chain_reads_every_block(build, names, shortcuts):
     model = build()
     chain = network.network_chain(model)
@@ -87,6 +94,17 @@ def test_network_chain_reads_every_block(build, names, shortcuts):
     for info, layer in zip(chain.info, chain.blocks):
         assert info.name == layer.name
         assert tuple(info.output_shape) == tuple(layer.compute_output_shape(info.input_shape))
+    # Every deletable block deleted, and the first compatible pair swapped: the models run.
+    x = _images(2, size=model.input_shape[1])
+    deletable = [i.name for i in chain.info if i.deletable]
+    out = _np(network.lesioned_model(model, delete=deletable)(x))
+    assert out.shape == (2, model.output_shape[-1]) and np.allclose(out.sum(-1), 1, atol=1e-4)
+    pairs = lesion.compatible_pairs(chain)
+    if pairs:
+        order = [i.name for i in chain.info]
+        i, j = pairs[0]
+        order[i], order[j] = order[j], order[i]
+        assert _np(network.lesioned_model(model, order=order)(x)).shape == out.shape
 
 
 def test_models_this_package_did_not_build_are_refused():
@@ -105,6 +123,7 @@ def test_models_this_package_did_not_build_are_refused():
 
 
 # ----------------------------------------------------------------------------- lesioned models
+@multibackend
 def test_lesioned_model_shares_the_weights():
     model = keras_resnet.ResNet(14, input_shape=(8, 8, 3))
     _randomize_bn(model)
@@ -128,6 +147,7 @@ def _manual(chain, x, replace):
     return _np(x)
 
 
+@multibackend
 def test_deleting_a_residual_block_keeps_its_shortcut_and_a_plain_block_goes_whole():
     model = keras_resnet.ResNet(14, input_shape=(8, 8, 3), seed=3)
     _randomize_bn(model)
@@ -155,6 +175,7 @@ def test_deleting_a_residual_block_keeps_its_shortcut_and_a_plain_block_goes_who
         network.lesioned_model(plain, delete=["stage9_block1"])
 
 
+@multibackend
 def test_zero_init_blocks_can_be_deleted_without_changing_anything():
     """zero_init: every residual branch is exactly 0 at initialisation (Goyal et al. 2017)."""
     model = keras_resnet.ResNet(14, input_shape=(8, 8, 3), zero_init=True)
@@ -164,6 +185,7 @@ def test_zero_init_blocks_can_be_deleted_without_changing_anything():
                                _np(model(x)), rtol=1e-6, atol=1e-7)
 
 
+@multibackend
 def test_reordering_swaps_compatible_blocks_only():
     model = keras_resnet.ResNet(20, input_shape=(8, 8, 3), seed=2)
     _randomize_bn(model)
@@ -200,7 +222,7 @@ def test_kendall_tau_matches_the_definition():
 # ----------------------------------------------------------------------------- lesion study
 @pytest.fixture(scope="module")
 def trained_digits():
-    """ResNet-14 and its plain twin, trained 4 epochs on the digits (about 10 s each)."""
+    """ResNet-14 and its plain twin, trained 3 epochs on the digits (about 8 s each)."""
     from keras_resnet import data
     from keras_resnet.analysis import inputs
 
@@ -212,12 +234,13 @@ def trained_digits():
         model = keras_resnet.ResNet(14, input_shape=(8, 8, 3), residual=residual, seed=0)
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
                       loss="sparse_categorical_crossentropy")
-        model.fit(x_train, y_train, batch_size=64, epochs=4, verbose=0)
+        model.fit(x_train, y_train, batch_size=64, epochs=3, verbose=0)
         models["resnet" if residual else "plain"] = model
     assert data.DIGITS_CLASSES == [str(i) for i in range(10)]
     return models, (x_train, y_train), (x_test, y_test)
 
 
+@trained
 def test_lesion_direction_resnet_survives_deleting_a_block_plain_does_not(trained_digits):
     """Veit et al. Fig. 3: one block deleted costs a ResNet little, a plain net almost all."""
     models, _, test = trained_digits
@@ -262,6 +285,7 @@ def test_lesion_study_checks_its_arguments():
         lesion.lesion_study(headless, (x, y), verbose=0)
 
 
+@multibackend
 def test_lesion_study_of_a_keras_file(tmp_path):
     """A .keras file reloaded: same accuracy as the model that wrote it, same blocks."""
     model = keras_resnet.ResNet(8, input_shape=(8, 8, 3), residual=False, seed=5)
@@ -292,21 +316,28 @@ def _whole_gradient(model, x, y):
     return _np(autodiff.grad(rest, h))
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(preact=True), dict(ordering="bn_after_add"),
-                                    dict(skip="scaling", shortcut="B")],
-                         ids=["post", "preact", "bn_after_add", "scaling"])
+@multibackend
+@pytest.mark.parametrize("kwargs", [
+    pytest.param(dict(), id="post", marks=multibackend),
+    pytest.param(dict(preact=True), id="preact"),
+    pytest.param(dict(ordering="bn_after_add"), id="bn_after_add"),
+    pytest.param(dict(skip="scaling", shortcut="B"), id="scaling"),
+])
 def test_the_gradients_of_all_paths_add_up_to_the_whole_gradient(kwargs):
     """Unrolled (Veit et al. Eq. 2-3), the 2^n path gradients sum to the network's gradient."""
     model = keras_resnet.ResNet(8, input_shape=(8, 8, 3), seed=4, **kwargs)
     _randomize_bn(model)
     x, y = _images(3), np.array([1, 4, 7])
-    total = sum(paths.path_gradients(model, x, y, through)
+    # One forward pass serves every path, as in gradient_by_path_length.
+    _, g_out, pullbacks = paths._forward(network.network_chain(model), x, y)
+    total = sum(_np(paths._path_gradient(g_out, pullbacks, set(through)))
                 for k in range(4) for through in itertools.combinations(range(3), k))
     whole = _whole_gradient(model, x, y)
     assert np.abs(whole).max() > 0
     np.testing.assert_allclose(total, whole, rtol=1e-3, atol=1e-4 * np.abs(whole).max())
 
 
+@multibackend
 def test_a_path_through_zeroed_branches_carries_nothing():
     """zero_init: residual branches are 0 with zero Jacobian, so the all-shortcut path is all."""
     model = keras_resnet.ResNet(8, input_shape=(8, 8, 3), zero_init=True)
@@ -320,6 +351,7 @@ def test_a_path_through_zeroed_branches_carries_nothing():
         paths.gradient_by_path_length(plain, (x, y), verbose=0)
 
 
+@trained
 def test_gradient_by_path_length_result(trained_digits):
     models, train, _ = trained_digits
     result = paths.gradient_by_path_length(models["resnet"], train, samples=3, batch_size=8,
@@ -351,6 +383,7 @@ def test_autocorrelation_matches_numpy():
     assert shattered.autocorrelation(np.ones(5), 2) == [1.0, 0.0, 0.0]
 
 
+@multibackend
 def test_input_gradients_match_finite_differences():
     net = shattered.gradient_net(8, width=16, seed=3)
     points = np.linspace(-2, 2, 32)
@@ -370,6 +403,7 @@ def test_input_gradients_match_finite_differences():
         assert min(abs(g[i] - right), abs(g[i] - left)) < tol, (i, g[i], left, right)
 
 
+@multibackend
 def test_deep_plain_gradients_shatter_faster_than_resnet_gradients():
     """Balduzzi et al. Fig. 2: at equal depth the feed-forward net's gradient decorrelates."""
     result = shattered.shattered_gradients((2, 20), width=32, inits=2, max_lag=8, verbose=0)
@@ -401,7 +435,8 @@ def test_shattered_arguments():
 # ----------------------------------------------------------------------------- plots
 def _lesion_result():
     model = keras_resnet.ResNet(8, input_shape=(8, 8, 3))
-    return lesion.lesion_study(model, (_images(8), np.arange(8)), draws=2, verbose=0)
+    return lesion.lesion_study(model, (_images(8), np.arange(8)), draws=2, max_delete=2,
+                               max_swaps=1, verbose=0)
 
 
 def test_plots_write_png_and_svg(tmp_path):
@@ -409,8 +444,8 @@ def test_plots_write_png_and_svg(tmp_path):
 
     lesion_result = _lesion_result()
     model = keras_resnet.ResNet(8, input_shape=(8, 8, 3))
-    paths_result = paths.gradient_by_path_length(model, (_images(8), np.arange(8)), samples=2,
-                                                 batch_size=4, verbose=0)
+    paths_result = paths.gradient_by_path_length(model, (_images(4), np.arange(4)), samples=2,
+                                                 batch_size=2, verbose=0)
     shattered_result = shattered.shattered_gradients((2, 4), width=8, inits=1, points=32,
                                                      max_lag=8, verbose=0)
     for name, fn, result in (("lesion", analysis.plot_lesion, [lesion_result, lesion_result]),
@@ -427,7 +462,6 @@ def test_plots_write_png_and_svg(tmp_path):
                 assert path.read_text().lstrip().startswith("<?xml")
         titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
         assert titles and all(ax.get_xlabel() for ax in fig.axes if ax.get_title())
-        assert os.listdir(tmp_path) == sorted(os.listdir(tmp_path)) or True
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
     with pytest.raises(ValueError, match="`path`.*'x.jpg'.*png"):
         analysis.plot_lesion(lesion_result, "x.jpg")

@@ -14,6 +14,7 @@ Every analysis returns plain JSON-serialisable data. The recipes
 run them from the command line (:mod:`keras_resnet.analysis.cli`).
 """
 
+from keras_resnet.analysis.inputs import load_arrays
 from keras_resnet.analysis.lesion import accuracy, kendall_tau, lesion_study
 from keras_resnet.analysis.network import (AnalysisError, load_model, lesioned_model,
                                            network_chain)
@@ -24,7 +25,7 @@ from keras_resnet.analysis.shattered import autocorrelation, gradient_net, shatt
 
 __all__ = [
     "AnalysisError", "accuracy", "autocorrelation", "effective_paths", "gradient_by_path_length",
-    "gradient_net", "kendall_tau", "lesion_study", "lesioned_model", "load_model",
+    "gradient_net", "kendall_tau", "lesion_study", "lesioned_model", "load_arrays", "load_model",
     "network_chain", "path_gradients", "path_length_distribution", "plot_lesion", "plot_paths",
     "plot_shattered", "shattered_gradients",
 ]

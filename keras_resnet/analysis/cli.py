@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 RECIPES = ("lesion", "paths", "shattered_gradients")
@@ -205,17 +204,14 @@ def _resolve_data(args):
 
 def write_json(obj, path):
     """Write ``obj`` as JSON to ``path`` atomically (a temporary file, then a rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
+    from keras_resnet.analysis.files import write_atomically
+
+    def write(tmp):
+        with open(tmp, "w") as f:
             json.dump(obj, f, indent=1)
             f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    write_atomically(path, write, ".json")
 
 
 def _load_model_and_data(args):

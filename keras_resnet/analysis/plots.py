@@ -10,9 +10,10 @@ changes: they render with Agg and work on machines without a display.
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
+
+from keras_resnet.analysis.files import write_atomically
 
 FORMATS = (".png", ".svg", ".pdf")
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -33,17 +34,7 @@ def save_figure(fig, path):
     if suffix not in FORMATS:
         raise ValueError(f"Invalid value for argument `path`: {path!r}; expected a file name "
                          f"ending in {', '.join(FORMATS)}.")
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=suffix[1:])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return write_atomically(path, lambda tmp: fig.savefig(tmp, format=suffix[1:]), suffix)
 
 
 def _finish(fig, path):

@@ -193,8 +193,10 @@ def shattered_gradients(depths=DEFAULT_DEPTHS, *, width=200, inits=8, points=256
     if not float(low) < float(high):
         raise ValueError(f"Invalid grid: `low` ({low}) must be below `high` ({high}).")
     grid = np.linspace(float(low), float(high), points)
-    bar = keras.utils.Progbar(len(depths) * 2 * inits, verbose=1 if verbose else 0,
-                              unit_name="network")
+    # Progress in layers, not networks: a 50-layer net costs 25 times a 2-layer one,
+    # and the ETA should know it.
+    bar = keras.utils.Progbar(sum(depths) * 2 * inits, verbose=1 if verbose else 0,
+                              unit_name="layer")
     nets, done = [], 0
     for depth in depths:
         for kind in ("plain", "resnet"):
@@ -203,7 +205,7 @@ def shattered_gradients(depths=DEFAULT_DEPTHS, *, width=200, inits=8, points=256
                 net = gradient_net(depth, residual=kind == "resnet", width=width,
                                    seed=seed * 100_003 + depth * 1_009 + i, ordering=ordering)
                 samples.append(input_gradients(net, grid))
-                done += 1
+                done += depth
                 bar.update(done)
             entry = {"kind": kind, "depth": depth, "blocks": (depth - 2) // 2}
             entry.update(_summarize(samples, max_lag, covariance_stride, keep_gradients=True))
