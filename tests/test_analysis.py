@@ -465,3 +465,24 @@ def test_plots_write_png_and_svg(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
     with pytest.raises(ValueError, match="`path`.*'x.jpg'.*png"):
         analysis.plot_lesion(lesion_result, "x.jpg")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipelines")
+def test_load_arrays_through_the_tf_data_pipelines():
+    """Everything but the digits comes through keras_resnet.data's pipelines (TensorFlow)."""
+    from keras_resnet import data
+    from keras_resnet.analysis import inputs
+
+    x, y, info = inputs.load_arrays("synthetic", split="test", limit=70, batch_size=32)
+    assert x.shape == (70, 32, 32, 3) and x.dtype == np.float32 and y.shape == (70,)
+    assert (info["dataset"], info["num_classes"], info["examples"]) == ("synthetic", 10, 70)
+    reference = next(data.load("synthetic").test_dataset(32).as_numpy_iterator())
+    np.testing.assert_array_equal(x[:32], reference[0])
+    np.testing.assert_array_equal(y[:32], reference[1])
+    x, y, info = inputs.load_arrays("synthetic", split="train", limit=40, batch_size=16)
+    assert x.shape == (40, 32, 32, 3) and info["split"] == "train"
+    digits_x, digits_y, _ = inputs.load_arrays("digits", seed=1, limit=5)
+    ds = data.load("digits", seed=1).test_dataset(5)
+    np.testing.assert_allclose(digits_x, next(ds.as_numpy_iterator())[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="`split`.*'val'"):
+        inputs.load_arrays("digits", split="val")
