@@ -486,3 +486,36 @@ def test_load_arrays_through_the_tf_data_pipelines():
     np.testing.assert_allclose(digits_x, next(ds.as_numpy_iterator())[0], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="`split`.*'val'"):
         inputs.load_arrays("digits", split="val")
+
+
+def test_analysis_imports_flow_one_way():
+    """analysis builds on the core, data and preprocessing only, and has no import cycle."""
+    import ast
+
+    folder = os.path.dirname(analysis.__file__)
+    graph = {}
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".py"):
+            continue
+        module = "keras_resnet.analysis" + ("" if name == "__init__.py" else f".{name[:-3]}")
+        found = set()
+        with open(os.path.join(folder, name)) as f:
+            for node in ast.walk(ast.parse(f.read())):          # imports at any depth
+                if isinstance(node, ast.Import):
+                    found |= {a.name for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        graph[module] = {m for m in found if m.startswith("keras_resnet")}
+    allowed = ("keras_resnet.analysis", "keras_resnet.layers", "keras_resnet.specs",
+               "keras_resnet.data", "keras_resnet.preprocessing")
+    for module, targets in graph.items():
+        bad = [t for t in targets if t != "keras_resnet" and not t.startswith(allowed)]
+        assert not bad, (module, bad)
+
+    def reaches(start, goal, seen=()):
+        return any(t == goal or (t in graph and t not in seen and reaches(t, goal, seen + (t,)))
+                   for t in graph[start] if t != "keras_resnet.analysis")
+
+    for module in graph:
+        if module != "keras_resnet.analysis":
+            assert not reaches(module, module), module
