@@ -741,7 +741,7 @@ def export_file(model_path, out, *, quantize=(), calibration_dir=None, overwrite
     """
     import keras
 
-    import keras_resnet  # noqa: F401 - registers the custom layers
+    import keras_resnet.layers  # noqa: F401 - registers the custom layers
 
     if not str(model_path).endswith(".keras") or not os.path.isfile(model_path):
         raise ValueError(f"Invalid value for argument `model`: {model_path!r} is not an "

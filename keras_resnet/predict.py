@@ -111,7 +111,7 @@ class _KerasRunner:
     def __init__(self, path):
         import keras
 
-        import keras_resnet  # noqa: F401 - registers the custom layers
+        import keras_resnet.layers  # noqa: F401 - registers the custom layers
 
         self.model = keras.saving.load_model(path, compile=False)
         self.num_classes = int(self.model.outputs[0].shape[-1])

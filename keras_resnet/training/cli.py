@@ -275,7 +275,8 @@ def report(trainer, metrics):
     if export_dir:
         print(f"Wrote {describe(export_dir)}")
         keras_file = os.path.join(export_dir, "model.keras")
-        print(f"  Keras:       keras.saving.load_model({keras_file!r})")
+        print(f"  Keras:       import keras, keras_resnet.layers; "
+              f"keras.saving.load_model({keras_file!r})")
         if os.path.isdir(os.path.join(export_dir, "saved_model")):
             print(f"  SavedModel:  tf.saved_model.load({os.path.join(export_dir, 'saved_model')!r})"
                   ".signatures['serving_default'](images=uint8 RGB batch)['probabilities']")
