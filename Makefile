@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-slow test-jax venv zoo clean
+.PHONY: demo test test-slow test-jax venv zoo wheels clean
 
 venv: $(STAMP)
 
@@ -31,8 +31,19 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	KERAS_BACKEND=tensorflow $(PYTEST) -m slow --timeout 3600 tests
 
+# Wheels for a machine without internet that has JAX but no TensorFlow (docs/gpu.md):
+# this package, Keras and the two small Keras dependencies such images lack.
+WHEEL_PY ?= 3.12
+wheels: $(STAMP)
+	rm -rf wheels && mkdir -p wheels
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir wheels .
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(WHEEL_PY) \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 --dest wheels keras==3.15.1 namex optree
+	ls wheels
+
 zoo: $(STAMP)
 	$(PY) -m keras_resnet zoo
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache wheels

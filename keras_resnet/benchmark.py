@@ -262,10 +262,17 @@ def build_benchmark(models=tuple(BUILD_MODELS), *, repeats=3, log=None):
 
 
 def main(argv=None):
-    """``recipes/benchmark.py --inference`` or ``--build``."""
+    """``recipes/benchmark.py --inference``, ``--build`` or ``--train``."""
     import argparse
     import json
     import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--train" in argv:
+        from keras_resnet import train_benchmark
+
+        argv.remove("--train")
+        return train_benchmark.main(argv)
 
     parser = argparse.ArgumentParser(
         prog="recipes/benchmark.py",
@@ -275,6 +282,9 @@ def main(argv=None):
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--inference", action="store_true",
                       help="batch-1 latency and size of every export format")
+    mode.add_argument("--train", action="store_true",
+                      help="training throughput of the package's loop, with side-by-side "
+                           "comparisons (see `recipes/benchmark.py --train --help`)")
     mode.add_argument("--build", action="store_true",
                       help="build time of ResNet-1001 (pre-act) and ResNet-1202, each in a "
                            "fresh process, interleaved; median of --repeats")

@@ -504,8 +504,11 @@ def _check_export_args(model, directory, preprocessing, class_names, quantize,
     return quantize
 
 
+FORMATS = ("keras", "saved_model", "tflite")
+
+
 def export_model(model, directory, *, preprocessing, class_names, metadata=None, quantize=(),
-                 representative_images=None, overwrite=False):
+                 representative_images=None, overwrite=False, formats=FORMATS):
     """Write a self-describing export directory, atomically.
 
     Layout::
@@ -532,12 +535,23 @@ def export_model(model, directory, *, preprocessing, class_names, metadata=None,
         representative_images (np.ndarray | None): raw uint8 RGB images at the input
             size (N, h, w, 3) for ``"int8"`` calibration (at most 500 are used).
         overwrite (bool): replace an existing ``directory``; otherwise it is an error.
+        formats (tuple[str, ...]): which of ``"keras"``, ``"saved_model"``, ``"tflite"``
+            to write (default: all). ``("keras",)`` needs no TensorFlow (the JAX
+            training path exports this way).
 
     Returns:
         str: the final directory path.
     """
+    formats = tuple(formats)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or "keras" not in formats:
+        raise ValueError(f"Invalid value for argument `formats`: received {formats!r}; expected "
+                         f"some of {FORMATS}, 'keras' included.")
     quantize = _check_export_args(model, directory, preprocessing, class_names, quantize,
                                   representative_images)
+    if quantize and "tflite" not in formats:
+        raise ValueError(f"Argument `quantize`={quantize!r} makes TFLite variants; add 'tflite' "
+                         "to `formats`.")
     directory = os.path.abspath(os.fspath(directory))
     parent = os.path.dirname(directory)
     if os.path.exists(directory) and not overwrite:
@@ -554,7 +568,7 @@ def export_model(model, directory, *, preprocessing, class_names, metadata=None,
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a normal directory once renamed
     try:
-        serving = _write_export(model, tmp, preprocessing, quantize, calibration)
+        serving = _write_export(model, tmp, preprocessing, quantize, calibration, formats)
         _write_metadata(model, tmp, preprocessing, class_names, metadata, quantize, serving,
                         n_calibration=0 if calibration is None else len(calibration))
         _replace_dir(tmp, directory)
@@ -564,14 +578,19 @@ def export_model(model, directory, *, preprocessing, class_names, metadata=None,
     return directory
 
 
-def _write_export(model, tmp, preprocessing, quantize, calibration):
+def _write_export(model, tmp, preprocessing, quantize, calibration, formats=FORMATS):
     model.save(os.path.join(tmp, "model.keras"))
+    serving = {}
+    if "saved_model" not in formats and "tflite" not in formats:
+        return serving
     export_saved_model(model, os.path.join(tmp, "saved_model"), preprocessing=preprocessing)
     serving = {"saved_model": {"signature": SIGNATURE, "input": {
         "key": INPUT_KEY, "dtype": "uint8", "shape": [None, None, None, 3],
         "note": "raw RGB images of any size; resized and normalised inside"},
         "output": {"key": OUTPUT_KEY, "dtype": "float32",
                    "shape": [None, int(model.outputs[0].shape[-1])]}}}
+    if "tflite" not in formats:
+        return serving
     sm_tmp = tempfile.mkdtemp(prefix="tflite_", dir=tmp)
     try:
         sm = tflite_saved_model(model, os.path.join(sm_tmp, "sm"), preprocessing=preprocessing)
@@ -586,11 +605,16 @@ def _write_export(model, tmp, preprocessing, quantize, calibration):
                                      "(resize as preprocessing.resize says); batch fixed to 1"}
     finally:
         shutil.rmtree(sm_tmp, ignore_errors=True)
+    if "saved_model" not in formats:   # written only to convert from
+        shutil.rmtree(os.path.join(tmp, "saved_model"), ignore_errors=True)
+        serving.pop("saved_model")
     return serving
 
 
 def _write_metadata(model, tmp, preprocessing, class_names, metadata, quantize, serving,
                     n_calibration):
+    from keras_resnet import preprocessing as prep
+
     h, w = preprocessing["input_size"]
     files = {}
     for name in sorted(os.listdir(tmp)):
@@ -615,12 +639,7 @@ def _write_metadata(model, tmp, preprocessing, class_names, metadata, quantize, 
         "num_classes": len(class_names),
         "input_size": [int(h), int(w)],
         "preprocessing": dict(preprocessing),
-        "preprocessing_howto": (
-            "Raw RGB uint8 pixels -> resize to input_size ('stretch': bilinear, half-pixel "
-            "centres, no antialiasing, as tf.image.resize; 'center_crop': resize the shorter "
-            "side to input_size / crop_fraction keeping the aspect ratio, then take the central "
-            "crop) -> x = (pixels * scale - mean) / std per RGB channel. model.keras takes x; "
-            "the SavedModel and TFLite models take the pixels and do the rest inside."),
+        "preprocessing_howto": prep.howto(preprocessing),
         "metrics": metadata.pop("metrics", {}),
         "quantize": list(quantize),
         "calibration_images": n_calibration,
@@ -670,33 +689,34 @@ def read_metadata(path):
 # ----------------------------------------------------------------------------- command line
 
 CALIBRATION_IMAGES = 200
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def calibration_from_dir(directory, preprocessing, limit=CALIBRATION_IMAGES):
     """Raw uint8 RGB images at the input size from the image files under ``directory``.
 
-    Files are taken in sorted order (recursively); undecodable ones are skipped.
-    Each image is resized as the preprocessing spec says and rounded to uint8.
+    Files are taken in sorted order (recursively) and read with
+    :func:`keras_resnet.preprocessing.load_image` (the reader the training
+    pipelines and ``recipes/predict.py`` use, then the spec's resize rounded to
+    uint8: what the TFLite model takes); undecodable ones are skipped.
     """
-    from keras_resnet.predict import ImageError, _resize_uint8, read_image
+    from keras_resnet import preprocessing as prep
 
     if not os.path.isdir(directory):
         raise ValueError(f"Invalid value for argument `calibration_dir`: {directory!r} is not a "
                          "directory.")
     files = sorted(os.path.join(d, f) for d, _, fs in os.walk(directory) for f in fs
-                   if f.lower().endswith(IMAGE_SUFFIXES))
+                   if f.lower().endswith(prep.IMAGE_EXTENSIONS))
     images = []
     for path in files:
         try:
-            images.append(_resize_uint8(read_image(path), preprocessing)[0])
-        except ImageError:
+            images.append(prep.load_image(path, preprocessing))
+        except prep.ImageError:
             continue
         if len(images) >= limit:
             break
     if not images:
         raise ValueError(f"Invalid value for argument `calibration_dir`: no readable image "
-                         f"files ({', '.join(IMAGE_SUFFIXES)}) under {directory!r}.")
+                         f"files ({', '.join(prep.IMAGE_EXTENSIONS)}) under {directory!r}.")
     return np.stack(images)
 
 
@@ -721,7 +741,7 @@ def export_file(model_path, out, *, quantize=(), calibration_dir=None, overwrite
     """
     import keras
 
-    import keras_resnet  # noqa: F401 - registers the custom layers
+    import keras_resnet.layers  # noqa: F401 - registers the custom layers
 
     if not str(model_path).endswith(".keras") or not os.path.isfile(model_path):
         raise ValueError(f"Invalid value for argument `model`: {model_path!r} is not an "

@@ -529,6 +529,57 @@ class _ResidualUnit(_DeferredBuild, keras.layers.Layer):
         })
         return config
 
+    # -- analyses (keras_resnet.analysis) ------------------------------------------------
+    def merge_terms(self, inputs, training=None):
+        """The shortcut term and the residual term of the block, before they are merged.
+
+        Returns ``(shortcut, residual)`` such that the block's output is
+        ``self.after_merge(shortcut + residual)``; ``shortcut`` is None for the
+        plain twin (``residual=False``), whose output is ``self.after_merge(residual)``.
+        The skip function's factors are inside the terms (``0.5 * shortcut`` and
+        ``0.5 * residual`` for ``"scaling"``, the gates for the gating functions),
+        so ``after_merge(shortcut)`` is the block with its residual branch removed
+        (the lesion of Veit et al. 2016) and stopping the gradient of one term
+        leaves the paths through the other.
+
+        Example:
+
+        >>> import numpy as np, keras_resnet
+        >>> block = keras_resnet.layers.ResidualBlock(4, name="b")
+        >>> x = np.random.default_rng(0).normal(size=(2, 5, 5, 4)).astype("float32")
+        >>> short, res = block.merge_terms(x)
+        >>> bool(np.allclose(block.after_merge(short + res), block(x), atol=1e-6))
+        True
+        """
+        if not self.built:
+            self.build(tuple(inputs.shape))
+        residual, preactivated = self._branch(inputs, training)
+        if training and self.drop_path_rate:
+            residual = residual * self._keep_mask(residual, self.drop_path_rate) / (
+                1.0 - self.drop_path_rate)
+        if self._shortcut_kind is None:
+            return None, residual
+        short = self._shortcut(inputs, preactivated, training)
+        if self.skip == "scaling":
+            return 0.5 * short, 0.5 * residual
+        if self.skip == "dropout" and training:
+            short = short * self._keep_mask(short, 0.5) / 0.5
+        if self.skip in ("exclusive_gating", "shortcut_gating"):
+            gate = ops.sigmoid(self.gate_conv(inputs))
+            return (1.0 - gate) * short, (gate * residual if self.skip == "exclusive_gating"
+                                          else residual)
+        return short, residual
+
+    def after_merge(self, merged, training=None):
+        """What the block applies after the addition: the last BatchNorm for
+        ``ordering="bn_after_add"``, the ReLU for ``"post"`` and ``"bn_after_add"``,
+        nothing for the pre-activation orderings. See :meth:`merge_terms`."""
+        if self.ordering == "bn_after_add":
+            merged = self.bns[-1](merged, training=training)
+        if self.ordering in ("post", "bn_after_add"):
+            merged = ops.relu(merged)
+        return merged
+
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ResidualBlock(_ResidualUnit):

@@ -2,8 +2,9 @@
 
 The preprocessing comes from the ``metadata.json`` written by
 :func:`keras_resnet.export.export_model` (in the export directory, beside the
-model file, or in the parent of a ``saved_model/`` directory). Images are
-decoded with Pillow (grayscale, palette and RGBA images become RGB) and then:
+model file, or in the parent of a ``saved_model/`` directory). Image files are
+read with :func:`keras_resnet.preprocessing.read_image`, the reader the
+training pipelines use (its rules: ``preprocessing.READER_RULES``), and then:
 
 * SavedModel exports take the raw pixels (resize and normalisation inside);
 * ``.keras`` models get :func:`keras_resnet.preprocessing.preprocess`, the
@@ -20,38 +21,10 @@ import os
 import numpy as np
 
 from keras_resnet import export as ex
+from keras_resnet import preprocessing as prep
+from keras_resnet.preprocessing import ImageError, read_image  # noqa: F401 - public here too
 
 KINDS = ("keras", "saved_model", "tflite")
-
-
-class ImageError(ValueError):
-    """An image file that cannot be read or decoded (``path`` and ``reason``)."""
-
-    def __init__(self, path, reason):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = str(path), reason
-
-
-def read_image(path):
-    """Decode an image file to a uint8 RGB array (H, W, 3); ImageError with the reason."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(background, rgba)
-            return np.asarray(img.convert("RGB"), np.uint8)
-    except FileNotFoundError:
-        raise ImageError(path, "no such file") from None
-    except IsADirectoryError:
-        raise ImageError(path, "is a directory, not an image file") from None
-    except UnidentifiedImageError:
-        raise ImageError(path, "not a recognised image file") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(path, f"cannot decode image ({e})") from None
 
 
 @dataclasses.dataclass
@@ -129,19 +102,7 @@ class Predictor:
 
 
 def _preprocess(image, spec):
-    from keras_resnet import preprocessing as prep
-
     return prep.preprocess(image[None], spec)
-
-
-def _resize_uint8(image, spec):
-    """Resize as the spec says, round to uint8 (the TFLite input)."""
-    from keras import ops
-
-    from keras_resnet import preprocessing as prep
-
-    x = prep.resize_images(ops.cast(image[None], "float32"), spec)
-    return np.clip(np.round(ops.convert_to_numpy(x)), 0, 255).astype(np.uint8)
 
 
 class _KerasRunner:
@@ -150,7 +111,7 @@ class _KerasRunner:
     def __init__(self, path):
         import keras
 
-        import keras_resnet  # noqa: F401 - registers the custom layers
+        import keras_resnet.layers  # noqa: F401 - registers the custom layers
 
         self.model = keras.saving.load_model(path, compile=False)
         self.num_classes = int(self.model.outputs[0].shape[-1])
@@ -202,7 +163,7 @@ class _TFLiteRunner:
 
     def __call__(self, image, spec):
         if self.raw:
-            x = _resize_uint8(image, spec)
+            x = prep.resize_uint8(image, spec)[None]
         else:
             from keras import ops
 

@@ -1,15 +1,19 @@
-"""Benchmark exports: batch-1 inference latency and size of every format, side by side.
+"""Benchmarks: training throughput, export inference latency, build time, side by side.
 
+    python recipes/benchmark.py --train --model resnet56_cifar --compare fit,torch
+    python recipes/benchmark.py --train --model resnet50 --batch-size 16 --compare fit,fit-keras-applications
+    python recipes/benchmark.py --train --depths 20,56,110,164,1001,1202
     python recipes/benchmark.py --inference                     # ResNet-20 (32x32) and ResNet-50 (224x224)
-    python recipes/benchmark.py --inference --models resnet20 --json results.json
+    python recipes/benchmark.py --build
 
-The logic lives in :mod:`keras_resnet.benchmark`.
+The logic lives in :mod:`keras_resnet.train_benchmark` and :mod:`keras_resnet.benchmark`.
 """
 
 import os
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")   # see keras_resnet/training/cli.py
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 

@@ -213,34 +213,69 @@ def folder(tmp_path_factory):
     _save(root / "val" / "dog" / "b_rgba.png", rgba, "PNG")
     _save(root / "val" / "dog" / "c_rgb.png", plain, "PNG")
     (root / "val" / "dog" / "d_text.jpg").write_text("this is a text file named .jpg\n")
-    expected["val"] = [np.repeat(gray[..., None], 3, -1), rgba[..., :3], plain]
+    alpha = rgba[..., 3:].astype(int)   # composited onto white, as read_image does
+    on_white = np.round((rgba[..., :3] * alpha + 255 * (255 - alpha)) / 255).astype(np.uint8)
+    expected["val"] = [np.repeat(gray[..., None], 3, -1), on_white, plain]
     return root, expected
 
 
-def test_folder_skips_undecodable_and_converts_to_rgb(folder, monkeypatch):
+def test_folder_skips_undecodable_files_when_met_and_remembers_them(folder, monkeypatch):
     root, expected = folder
     d = data.load(data_dir=str(root), image_size=16)
     assert d.name == "folder" and d.family == "cifar" and d.class_names == ["cat", "dog"]
-    assert d.skipped_files == 2
-    assert sorted(p.split("/")[-1] for p in d.skipped_paths) == ["d_text.jpg", "truncated.jpg"]
-    assert (d.train_size, d.test_size) == (7, 3)
+    # Nothing is decoded at load but a first good file per split: nothing skipped yet.
+    assert (d.train_size, d.test_size) == (8, 4) and d.skipped_files == 0
     raw, labels = d.raw_test_images(10)
     assert raw.dtype == np.uint8 and raw.shape == (3, 16, 16, 3)
     np.testing.assert_array_equal(labels, [0, 1, 1])
     for got, want in zip(raw, expected["val"]):
         np.testing.assert_array_equal(got, want)
+    assert d.skipped_paths == [str(root / "val" / "dog" / "d_text.jpg")]
     x, y = batches(d.test_dataset(8))[0]
     np.testing.assert_allclose(x, preprocessing.preprocess_numpy(np.stack(expected["val"]),
                                                                  d.preprocessing), atol=1e-5)
-    # training goes on over the 7 good files, deterministically per epoch
+    # training goes on over the 7 good files, deterministically per epoch; the truncated
+    # JPEG is met, skipped and counted with its reason
     a = batches(d.train_dataset(3, epoch=2))
-    assert len(a) == 2
+    assert len(a) == 2 == d.steps_per_epoch(3)
     assert_same_batches(a, batches(d.train_dataset(3, epoch=2)))
     check_batch(*a[0], (3, 16, 16, 3), 2, d.preprocessing)
-    # the scan is cached: a second load decodes nothing
-    monkeypatch.setattr(data, "_decode_pass", lambda paths: pytest.fail("scanned again"))
-    again = data.load(data_dir=root / "train" / ".." , image_size=16)  # same files, other spelling
-    assert again.skipped_files == 2 and again.train_size == 7
+    assert d.skipped_files == 2
+    assert d.skipped[str(root / "train" / "cat" / "truncated.jpg")].startswith(
+        "cannot decode image (image file is truncated")
+    assert d.skipped[str(root / "val" / "dog" / "d_text.jpg")] == "not a recognised image file"
+    # The next load of the same listing knows both at once and never decodes them again.
+    known = set(d.skipped_paths)
+    real_read = preprocessing.read_image
+
+    def read(path):
+        assert str(path) not in known, f"decoded {path} again"
+        return real_read(path)
+
+    monkeypatch.setattr(preprocessing, "read_image", read)
+    again = data.load(data_dir=root / "train" / "..", image_size=16)  # same files, other spelling
+    assert again.skipped_files == 2 and again.train_size == 8
+    assert_same_batches(a, batches(again.train_dataset(3, epoch=2)))   # the same batches
+    assert len(batches(again.test_dataset(8))[0][1]) == 3
+
+
+def test_folder_cache_is_keyed_by_the_listing(folder, tmp_path):
+    """Touching a file changes the key: what was learned is not reused for changed files."""
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(folder[0], root)
+    d = data.load(data_dir=root, image_size=16)
+    batches(d.test_dataset(8))
+    assert d.skipped_files == 1
+    assert data.load(data_dir=root, image_size=16).skipped_files == 1
+    bad = root / "val" / "dog" / "d_text.jpg"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(bad, "JPEG")   # fixed in place
+    fixed = data.load(data_dir=root, image_size=16)
+    assert fixed.skipped_files == 0
+    assert len(batches(fixed.test_dataset(8))[0][1]) == 4 and fixed.skipped_files == 0
 
 
 def test_folder_imagenet_family(folder):
@@ -249,7 +284,7 @@ def test_folder_imagenet_family(folder):
     spec = d.preprocessing
     assert d.family == "imagenet" and spec["resize"] == "center_crop" and d.input_shape() == (64, 64, 3)
     a = batches(d.train_dataset(7, epoch=0))
-    assert len(a) == 1
+    assert len(a) == 1 and d.skipped_files == 1   # the truncated JPEG, met and skipped
     check_batch(*a[0], (7, 64, 64, 3), 2, spec)  # JPEG and PNG, random-resized-crop
     assert_same_batches(a, batches(d.train_dataset(7, epoch=0)))
     assert not np.array_equal(a[0][0], batches(d.train_dataset(7, epoch=1))[0][0])
@@ -261,7 +296,7 @@ def test_folder_imagenet_family(folder):
 
 def test_folder_holdout(folder):
     d = data.load(data_dir=folder[0], image_size=16, holdout=True)
-    assert (d.train_size, d.test_size) == (6, 1)
+    assert (d.train_size, d.test_size) == (7, 1)
 
 
 def test_folder_errors(tmp_path):
@@ -378,7 +413,7 @@ def test_tfds_imagenet_mocked(tfds, tmp_path):
     assert [len(y) for _, y in test] == [4, 2]
     # evaluation = preprocessing.preprocess of the decoded JPEG (resize + centre crop)
     for (contents, label), x, y in zip(records, test[0][0], test[0][1]):
-        image = tf.io.decode_jpeg(contents, channels=3)[None]
+        image = preprocessing.read_image(contents)[None]     # the one reader, as in serving
         want = np.asarray(preprocessing.preprocess(image, d.preprocessing))[0]
         np.testing.assert_allclose(x, want, atol=1e-4)
         assert y == label
@@ -387,22 +422,39 @@ def test_tfds_imagenet_mocked(tfds, tmp_path):
 
 
 def test_random_resized_crop_geometry():
-    """Crops cover 8%..100% of the area with aspect 3/4..4/3, and vary with the seed."""
-    h, w = 120, 90
-    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    # R = row, G = column, so the output's value range tells the crop window
-    image = tf.constant(np.stack([rows, cols, np.zeros_like(rows)], -1).astype(np.uint8))
-    windows = set()
-    for i in range(30):
-        out = data._random_resized_crop(image, (24, 24), tf.constant([7, i], tf.int64),
-                                        "array").numpy()
-        assert out.shape == (24, 24, 3)
-        crop_h = out[..., 0].max() - out[..., 0].min() + 1
-        crop_w = out[..., 1].max() - out[..., 1].min() + 1
-        assert 0.08 * h * w * 0.8 <= crop_h * crop_w <= h * w + 1e-3
-        assert 0.75 * 0.8 <= crop_w / crop_h <= 4 / 3 * 1.25
-        windows.add((round(float(out[0, 0, 0])), round(float(out[0, 0, 1])), round(float(crop_h))))
-    assert len(windows) > 20
+    """Crops cover 8%..100% of the area with aspect 3/4..4/3, lie inside, vary with the draws."""
+    from keras_resnet.data import plans
+
+    for h, w in [(120, 90), (32, 32), (500, 375), (10, 200)]:
+        u = plans.uniforms(seed=0, epoch=1, start=0, count=2000)
+        boxes = plans.rrc_boxes(h, w, u)
+        top, left, ch, cw = boxes.T
+        assert (top >= 0).all() and (left >= 0).all()
+        assert (top + ch <= h).all() and (left + cw <= w).all() and (ch > 0).all()
+        area, ratio = ch * cw / (h * w), cw / ch
+        sampled = (area >= 0.08 * 0.8) & (ratio >= 0.75 * 0.8) & (ratio <= 4 / 3 * 1.25)
+        if h * w >= 32 * 32 and max(h, w) / min(h, w) < 4 / 3:
+            assert sampled.all()
+            assert area.min() < 0.15 and area.max() > 0.9       # the range is used
+            assert len({tuple(b) for b in boxes}) > 1000
+        assert (area <= 1).all()
+    # Too elongated for any attempt: the centred crop of allowed aspect ratio.
+    np.testing.assert_array_equal(plans.rrc_boxes(10, 200, np.full((1, plans.DRAWS), 0.999)),
+                                  [[0, 93, 10, 13]])
+
+
+def test_epoch_draws_do_not_depend_on_how_they_are_taken():
+    from keras_resnet.data import plans
+
+    whole = plans.uniforms(3, 2, 0, 40)
+    np.testing.assert_array_equal(plans.uniforms(3, 2, 17, 5), whole[17:22])
+    np.testing.assert_array_equal(plans.position_uniforms(3, 2, [30, 4, 9]), whole[[30, 4, 9]])
+    assert not np.array_equal(plans.uniforms(3, 3, 0, 40), whole)
+    orders = plans.EpochOrders(seed=3, size=10)
+    np.testing.assert_array_equal(orders.indices(2, np.arange(10)), plans.order(3, 2, 10))
+    # positions past the end continue with a further pass in another order
+    np.testing.assert_array_equal(orders.indices(2, np.arange(10, 20)), plans.order(3, 2, 10, 1))
+    assert sorted(orders.indices(2, np.arange(10, 20))) == list(range(10))
 
 
 def test_pipeline_throughput(digits):
@@ -415,15 +467,30 @@ def test_pipeline_throughput(digits):
 def test_cli(capsys):
     assert data.main(["--dataset", "digits", "--batches", "3"]) == 0
     out = capsys.readouterr().out
-    assert '"train_size": 1437' in out and "train pipeline: 384 images" in out
+    assert '"train_size": 1437' in out and "train pipeline (tf): 384 images" in out
     assert data.main(["--dataset", "mnist"]) == 2
     assert "error: Invalid value for argument `name` (--dataset): received 'mnist'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("source", ["digits", "folder"])
-def test_shards_split_the_same_epoch(source, digits, folder):
+@pytest.fixture(scope="module")
+def clean_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clean")
+    rng = np.random.default_rng(5)
+    for split, n in (("train", 5), ("val", 2)):
+        for cls in ("a", "b"):
+            for i in range(n):
+                _save(root / split / cls / f"{i}.png", rng.integers(0, 256, (12, 12, 3), np.uint8),
+                      "PNG")
+    return root
+
+
+@pytest.mark.parametrize("source", ["digits", "folder", "synthetic224"])
+def test_shards_split_the_same_epoch(source, digits, clean_folder):
     """Two shards see disjoint halves of the epoch, each example augmented as unsharded."""
-    d = digits if source == "digits" else data.load(data_dir=folder[0], image_size=16)
+    d = {"digits": lambda: digits,
+         "folder": lambda: data.load(data_dir=clean_folder, image_size=16),
+         "synthetic224": lambda: data.load("synthetic", image_size=64, synthetic_examples=12),
+         }[source]()
     bs = 8 if source == "digits" else 1
     full = batches(d.train_dataset(1, epoch=2))
     full_x = np.concatenate([x for x, _ in full])
@@ -432,8 +499,92 @@ def test_shards_split_the_same_epoch(source, digits, folder):
         part = batches(d.train_dataset(bs, epoch=2, num_shards=2, shard_index=index))
         x = np.concatenate([b[0] for b in part])
         y = np.concatenate([b[1] for b in part])
-        assert len(y) == n
+        assert len(y) == n == d.steps_per_epoch(bs, num_shards=2, shard_index=index) * bs
         np.testing.assert_array_equal(x, full_x[index::2][:n])
         np.testing.assert_array_equal(y, np.concatenate([b[1] for b in full])[index::2][:n])
     with pytest.raises(ValueError, match=r"`shard_index`: received 2; expected 0..1"):
         d.train_dataset(bs, num_shards=2, shard_index=2)
+
+
+# ------------------------------------------------------- one input over many epochs
+@pytest.mark.parametrize("source", ["digits", "folder", "synthetic224"])
+def test_train_epochs_is_train_dataset_epoch_after_epoch(source, digits, clean_folder):
+    d = {"digits": lambda: digits,
+         "folder": lambda: data.load(data_dir=clean_folder, image_size=16),
+         "synthetic224": lambda: data.load("synthetic", image_size=64, synthetic_examples=12),
+         }[source]()
+    bs = 64 if source == "digits" else 4
+    steps = d.steps_per_epoch(bs) - 1          # a shorter epoch takes the first batches
+    stream = batches(d.train_epochs(bs, 1, steps, end_epoch=4))
+    assert len(stream) == 3 * steps
+    for k, epoch in enumerate((1, 2, 3)):
+        assert_same_batches(stream[k * steps:(k + 1) * steps],
+                            batches(d.train_dataset(bs, epoch=epoch), steps))
+    # resumed at epoch 3: exactly what the uninterrupted stream gave from there
+    assert_same_batches(batches(d.train_epochs(bs, 3, steps), steps), stream[2 * steps:])
+    # without an end it goes on
+    assert len(batches(d.train_epochs(bs, 1, steps), 5 * steps)) == 5 * steps
+
+
+def test_a_bad_file_leaves_every_epoch_its_full_number_of_batches(tmp_path):
+    """The epoch takes the next examples of a further pass instead of the skipped files."""
+    rng = np.random.default_rng(2)
+    for i in range(6):
+        _save(tmp_path / "train" / "a" / f"{i}.png", rng.integers(0, 256, (8, 8, 3), np.uint8),
+              "PNG")
+    (tmp_path / "train" / "a" / "3.png").write_bytes(b"broken")
+    (tmp_path / "train" / "a" / "4.png").write_bytes(b"")
+    _save(tmp_path / "val" / "a" / "0.png", np.zeros((8, 8, 3), np.uint8), "PNG")
+    d = data.load(data_dir=tmp_path, image_size=8)
+    assert d.steps_per_epoch(2) == 3 and d.train_size == 6
+    for epoch in range(4):
+        got = batches(d.train_dataset(2, epoch=epoch))
+        assert [len(y) for _, y in got] == [2, 2, 2]
+    assert d.skipped_files == 2
+    stream = batches(d.train_epochs(2, 0, 3, end_epoch=4))
+    assert len(stream) == 12
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"steps_per_epoch": 12}, r"`steps_per_epoch`: received 12; an epoch of 'digits' has 11"),
+    ({"steps_per_epoch": 0}, r"`steps_per_epoch`: received 0"),
+    ({"start_epoch": -1}, r"`start_epoch`: received -1"),
+    ({"end_epoch": 2}, r"`end_epoch`: received 2; expected an int >= 3"),
+    ({"batch_size": 0}, r"`batch_size`: received 0"),
+])
+def test_train_epochs_errors(digits, kwargs, match):
+    args = dict(batch_size=128, start_epoch=2, steps_per_epoch=11)
+    args.update(kwargs)
+    for method in (digits.train_epochs, digits.numpy_train_epochs):
+        with pytest.raises(data.DataError, match=match):
+            method(args["batch_size"], args["start_epoch"], args["steps_per_epoch"],
+                   end_epoch=args.get("end_epoch"))
+
+
+# --------------------------------------------- the NumPy input equals the tf.data input
+@pytest.mark.parametrize("name, kwargs, batch_size", [
+    ("digits", {}, 128), ("digits", {"holdout": True}, 100),
+    ("synthetic", {"synthetic_examples": 96}, 32),
+    ("synthetic", {"image_size": 64, "synthetic_examples": 40, "num_classes": 7}, 8)])
+def test_numpy_batches_are_bit_identical_to_tf_data(name, kwargs, batch_size):
+    d = data.load(name, seed=3, **kwargs)
+    steps = d.steps_per_epoch(batch_size)
+    want = batches(d.train_epochs(batch_size, 2, steps, end_epoch=4))
+    got = list(d.numpy_train_epochs(batch_size, 2, steps, end_epoch=4, workers=3))
+    assert len(got) == len(want) == 2 * steps
+    for (x, y), (xt, yt) in zip(got, want):
+        assert x.dtype == np.float32 and y.dtype == np.int32
+        np.testing.assert_array_equal(x, xt)
+        np.testing.assert_array_equal(y, yt)
+    shard = list(d.numpy_train_epochs(batch_size // 2, 2, 1, num_shards=2, shard_index=1,
+                                      end_epoch=3))
+    assert_same_batches(shard, batches(d.train_dataset(batch_size // 2, 2, num_shards=2,
+                                                       shard_index=1), 1))
+    test = list(d.numpy_test_batches(batch_size))
+    assert_same_batches(test, batches(d.test_dataset(batch_size)))
+
+
+def test_numpy_input_refuses_files(clean_folder):
+    d = data.load(data_dir=clean_folder, image_size=16)
+    with pytest.raises(data.DataError, match="numpy_train_epochs needs a dataset held in memory"):
+        d.numpy_train_epochs(2, 0, 1)

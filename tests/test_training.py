@@ -244,7 +244,7 @@ class _NaNFromEpoch:
             ds = ds.map(lambda x, y: (x * np.float32("nan"), y))
         return ds
 
-    def train_epochs(self, batch_size, start_epoch, steps_per_epoch, **kw):
+    def train_epochs(self, batch_size, start_epoch, steps_per_epoch, end_epoch=None, **kw):
         first = self.train_dataset(batch_size, start_epoch, **kw).take(steps_per_epoch)
         for epoch in range(start_epoch + 1, start_epoch + 4):
             first = first.concatenate(self.train_dataset(batch_size, epoch, **kw)
@@ -507,3 +507,40 @@ def test_each_worker_reads_only_its_shard_and_a_step_sees_the_global_batch(tmp_p
         assert not set(rows(a)) & set(rows(b))
         np.testing.assert_array_equal(
             np.array(rows(np.concatenate([a, b]))), np.array(rows(whole[step][0].numpy())))
+
+
+SYNC_BN_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from keras_resnet import data as data_lib, training
+    data = data_lib.load("digits")
+    batch = next(iter(data.train_dataset(128, epoch=1)))
+    def one_step(strategy, sync_bn):
+        config = training.TrainConfig(dataset="digits", depth=8, batch_size=128, epochs=1,
+                                      sync_bn=sync_bn, run_dir="unused", no_export=True)
+        trainer = training.Trainer(config, strategy=strategy, data=data)
+        trainer.train_step(batch)
+        return {v.path: np.asarray(v.value) for v in trainer.model.variables
+                if "moving_mean" in v.path}
+    single = one_step(tf.distribute.get_strategy(), False)
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    synced = one_step(mirrored, True)
+    local = one_step(mirrored, False)
+    gap = lambda a: max(float(np.abs(a[k] - single[k]).max()) for k in single)
+    print("GAPS", json.dumps([gap(synced), gap(local)]))
+""")
+
+
+@pytest.mark.xdist_group("subprocess_training")
+def test_sync_bn_makes_two_replicas_compute_the_global_batch_statistics():
+    """With --sync-bn, two replicas of 64 update BatchNorm's moving means exactly as one
+    device with the global batch of 128 does; without it each replica uses its half."""
+    proc = subprocess.run([sys.executable, "-c", SYNC_BN_SCRIPT], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    synced, local = json.loads(proc.stdout.split("GAPS", 1)[1])
+    assert synced < 1e-5 and local > 1e-3, (synced, local)

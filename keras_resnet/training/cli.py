@@ -69,6 +69,9 @@ def build_parser(recipe):
     d.add_argument("--image-size", type=int, default=None,
                    help="input size for --dataset synthetic and --data-dir "
                         f"(default: {32 if cifar else 224})")
+    d.add_argument("--synthetic-examples", type=int, default=None,
+                   help="training images of --dataset synthetic (random pixels and labels; "
+                        "the test set has a quarter as many) (default: 1024)")
     m = p.add_argument_group("model (keras_resnet.ResNet)")
     m.add_argument("--depth", type=int, default=None,
                    help=f"network depth (default: {20 if cifar else 50})")
@@ -151,7 +154,7 @@ def build_parser(recipe):
                    help="train steps per compiled call (default: 4 on CPU, 32 on GPU)")
     r.add_argument("--log-every", type=int, default=None,
                    help="read metrics back from the device every N steps: progress and the NaN "
-                        "check (default: 4 on CPU, 100 on GPU)")
+                        "check (default: 4 on CPU, 128 on GPU)")
     r.add_argument("--seed", type=int, default=0,
                    help="seed of initialisation, data order and augmentation")
     det = r.add_mutually_exclusive_group()
@@ -272,7 +275,8 @@ def report(trainer, metrics):
     if export_dir:
         print(f"Wrote {describe(export_dir)}")
         keras_file = os.path.join(export_dir, "model.keras")
-        print(f"  Keras:       keras.saving.load_model({keras_file!r})")
+        print(f"  Keras:       import keras, keras_resnet.layers; "
+              f"keras.saving.load_model({keras_file!r})")
         if os.path.isdir(os.path.join(export_dir, "saved_model")):
             print(f"  SavedModel:  tf.saved_model.load({os.path.join(export_dir, 'saved_model')!r})"
                   ".signatures['serving_default'](images=uint8 RGB batch)['probabilities']")

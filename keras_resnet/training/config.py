@@ -65,6 +65,7 @@ class TrainConfig:
     data_dir: str | None = None
     holdout: bool = False
     image_size: int | None = None
+    synthetic_examples: int | None = None
     depth: int | None = None
     preact: bool = False
     width: float = 1.0
@@ -170,8 +171,11 @@ def resolve_config(config):
         _positive(name, value, float, allow_zero=True)
         if not value < 1:
             raise ConfigError(f"{flag(name)} must be in [0, 1); received {value!r}.")
+    if c.synthetic_examples is not None and c.dataset != "synthetic":
+        raise ConfigError(f"--synthetic-examples applies to --dataset synthetic; received "
+                          f"--dataset {c.dataset}.")
     for name in ("epochs", "steps", "batch_size", "depth", "image_size", "steps_per_execution",
-                 "log_every"):
+                 "log_every", "synthetic_examples"):
         _positive(name, getattr(c, name))
     for name in ("lr", "width"):
         _positive(name, getattr(c, name), float)

@@ -94,9 +94,19 @@ class JaxEngine:
 
     # -- steps ---------------------------------------------------------------------------
     def compile(self, model, optimizer, decayed, *, classes, weight_decay, label_smoothing,
-                global_batch, xla=True):
+                global_batch, xla=True, preprocessing=None):
         import jax
         import jax.numpy as jnp
+
+        from keras_resnet.data.device import resized_crops
+
+        def inputs(batch):
+            # (images, labels), or (uint8 sources, labels, crop boxes, flips) for
+            # random-resized-crop data: the crops are resized on the device.
+            if len(batch) == 2:
+                return batch
+            sources, labels, boxes, flips = batch
+            return resized_crops(sources, boxes, flips, preprocessing), labels
 
         self.model, self.optimizer = model, optimizer
         decayed_ids = {id(v) for v in decayed}
@@ -124,14 +134,14 @@ class JaxEngine:
 
         def one_step(state, batch):
             trainable, non_trainable, opt_vars = state
-            images, labels = batch
+            images, labels = inputs(batch)
             (_, (loss, l2, correct, non_trainable)), grads = grad_fn(
                 trainable, non_trainable, images, labels)
             trainable, opt_vars = optimizer.stateless_apply(opt_vars, grads, trainable)
             return (trainable, non_trainable, opt_vars), jnp.stack([loss, l2, correct])
 
-        def train_steps(state, images, labels):
-            state, out = jax.lax.scan(one_step, state, (images, labels))
+        def train_steps(state, batches):
+            state, out = jax.lax.scan(one_step, state, batches)
             return state, jnp.sum(out, axis=0)
 
         def eval_step(trainable, non_trainable, images, labels):
@@ -172,31 +182,25 @@ class JaxEngine:
             v.assign(x)
         self._state = None
 
-    def _put(self, images, labels, stacked=True):
+    def _put(self, *arrays, stacked=True):
+        """Device arrays, split along the batch axis (axis 1 of a stack of batches)."""
         import jax
 
-        x_sharding = self._stack_sharding if stacked else self._batch_sharding
-        y_sharding = self._batch_sharding if stacked else self._batch_sharding
-        if stacked and self.distribution is not None:
-            from jax.sharding import NamedSharding, PartitionSpec as P
-
-            y_sharding = NamedSharding(self.distribution.device_mesh.backend_mesh, P(None, "batch"))
-        return jax.device_put(images, x_sharding), jax.device_put(labels, y_sharding)
+        sharding = self._stack_sharding if stacked else self._batch_sharding
+        return tuple(jax.device_put(a, sharding) for a in arrays)
 
     def run_steps(self, iterator, n):
         """Run ``n`` train steps on the next ``n`` batches; return the device sums."""
-        images, labels = iterator.next_stack(n)
-        images, labels = self._put(images, labels)
-        state, sums = self._train_steps(self._pull_state(), images, labels)
+        batches = self._put(*iterator.next_stack(n))
+        state, sums = self._train_steps(self._pull_state(), batches)
         self._state = state
         return sums
 
     def train_step(self, batch):
-        images, labels = (np.asarray(a) for a in batch)
-        images, labels = self._put(images[None], labels[None])
-        state, sums = self._train_steps(self._pull_state(), images, labels)
+        batches = self._put(*(np.asarray(a)[None] for a in batch))
+        state, sums = self._train_steps(self._pull_state(), batches)
         self._state = state
-        return tuple(sums)
+        return tuple(np.asarray(sums))
 
     @staticmethod
     def add(a, b):
@@ -212,7 +216,8 @@ class JaxEngine:
 
     # -- input ---------------------------------------------------------------------
     def train_iterator(self, data, plan, start_epoch):
-        source = data.numpy_train_epochs(plan.global_batch, start_epoch, plan.steps_per_epoch)
+        source = data.numpy_train_epochs(plan.global_batch, start_epoch, plan.steps_per_epoch,
+                                         crops_on_device=data.augment == "imagenet")
         return _Prefetcher(source)
 
     def evaluate(self, data, batch_size):
@@ -272,4 +277,4 @@ class _Prefetcher:
 
     def next_stack(self, n):
         batches = [next(self) for _ in range(n)]
-        return (np.stack([b[0] for b in batches]), np.stack([b[1] for b in batches]))
+        return tuple(np.stack(parts) for parts in zip(*batches))

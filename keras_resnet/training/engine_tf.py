@@ -132,7 +132,7 @@ class TFEngine:
 
     # -- steps -------------------------------------------------------------------
     def compile(self, model, optimizer, decayed, *, classes, weight_decay, label_smoothing,
-                global_batch, xla=False):
+                global_batch, xla=False, preprocessing=None):
         """Make the multi-step train function, the evaluation step and the replica sync."""
         strategy = self.strategy
 
@@ -249,11 +249,11 @@ class TFEngine:
         same as on one machine. The dataset is infinite, so tf.distribute skips the
         cross-worker "any data left?" check on every ``next()``.
         """
-        steps = plan.steps_per_epoch
         if self.multi_worker:
             return iter(self.strategy.distribute_datasets_from_function(
                 lambda ctx: self.worker_dataset(ctx, data, plan, start_epoch)))
-        dataset = epochs_dataset(data, plan.global_batch, start_epoch, steps)
+        dataset = epochs_dataset(data, plan.global_batch, start_epoch, plan.steps_per_epoch,
+                                 end_epoch=plan.epochs + 1)
         return iter(self._distribute(dataset))
 
     def worker_dataset(self, ctx, data, plan, start_epoch):
@@ -263,7 +263,7 @@ class TFEngine:
         local_replicas = ctx.num_replicas_in_sync // ctx.num_input_pipelines
         return epochs_dataset(data, per_replica, start_epoch, plan.steps_per_epoch * local_replicas,
                               num_shards=ctx.num_input_pipelines,
-                              shard_index=ctx.input_pipeline_id)
+                              shard_index=ctx.input_pipeline_id, end_epoch=plan.epochs + 1)
 
     def evaluate(self, data, batch_size):
         """Test loss and accuracy over the whole test set (one host read at the end)."""
@@ -289,28 +289,9 @@ class TFEngine:
         """Nothing to write back: TensorFlow updates the Keras variables in place."""
 
 
-def epochs_dataset(data, batch_size, start_epoch, steps_per_epoch, *, num_shards=1, shard_index=0):
-    """Every epoch from ``start_epoch`` on, ``steps_per_epoch`` batches each, as one dataset."""
-    if hasattr(data, "train_epochs"):
-        return data.train_epochs(batch_size, start_epoch, steps_per_epoch,
-                                 num_shards=num_shards, shard_index=shard_index)
-    # Input data without train_epochs (user-supplied): chain its epochs lazily.
-    def gen():
-        epoch = start_epoch
-        while True:
-            yield epoch
-            epoch += 1
-
-    first = data.train_dataset(batch_size, epoch=start_epoch, num_shards=num_shards,
-                               shard_index=shard_index)
-    signature = first.element_spec
-
-    def one_epoch(epoch):
-        return data.train_dataset(batch_size, epoch=int(epoch), num_shards=num_shards,
-                                  shard_index=shard_index).take(steps_per_epoch)
-
-    def batches():
-        for epoch in gen():
-            yield from one_epoch(epoch)
-
-    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
+def epochs_dataset(data, batch_size, start_epoch, steps_per_epoch, *, num_shards=1, shard_index=0,
+                   end_epoch=None):
+    """Every epoch from ``start_epoch`` to ``end_epoch`` (excluded), ``steps_per_epoch``
+    batches each, as one dataset built once (``InputData.train_epochs``)."""
+    return data.train_epochs(batch_size, start_epoch, steps_per_epoch, num_shards=num_shards,
+                             shard_index=shard_index, end_epoch=end_epoch)

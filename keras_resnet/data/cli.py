@@ -1,0 +1,115 @@
+"""``python -m keras_resnet.data``: load a dataset, print its summary and the input speed."""
+
+from __future__ import annotations
+
+import time
+
+from keras_resnet.data.common import DATASETS, DataError
+
+
+def pipeline_throughput(dataset, batches=20, warmup=2):
+    """Images per second an input pipeline delivers on its own (no model).
+
+    Iterates ``warmup`` batches, then times ``batches`` more; compare with a
+    training step's images per second to see whether the input is a
+    bottleneck (the training loop also times its own waits on ``next()``).
+
+    Args:
+        dataset: an iterable of ``(images, labels, ...)`` batches: a
+            ``tf.data.Dataset`` or a NumPy iterator.
+        batches: int, batches to time.
+        warmup: int, batches to skip first (pipeline start-up, caches).
+
+    Returns:
+        dict with ``images``, ``seconds``, ``images_per_sec``.
+    """
+    iterator = iter(dataset)
+    for _ in range(warmup):
+        if next(iterator, None) is None:
+            break
+    images, start = 0, time.perf_counter()
+    for _ in range(batches):
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            break
+        images += int(batch[0].shape[0])
+    seconds = time.perf_counter() - start
+    return {"images": images, "seconds": seconds,
+            "images_per_sec": images / seconds if seconds > 0 else float("inf")}
+
+
+def main(argv=None):
+    """Parse the command line, load, summarise, time; exit code 2 on a data error."""
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_resnet.data",
+        description="Load a dataset as the recipes do; print its summary and how fast the "
+                    "input pipeline alone delivers training batches.")
+    parser.add_argument("--dataset", default=None,
+                        help=f"one of {', '.join(DATASETS)} (default: digits, or the image "
+                             "folders of --data-dir)")
+    parser.add_argument("--data-dir", default=None,
+                        help="image folders DIR/train/<class>/ and DIR/val/<class>/ (default: none)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="square input size (default: the dataset's)")
+    parser.add_argument("--holdout", action="store_true",
+                        help="evaluate on 10%% held out of the training set (default: off)")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    parser.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
+    parser.add_argument("--batches", type=int, default=20,
+                        help="batches to time, 0 to skip timing (default: 20)")
+    parser.add_argument("--pipeline", choices=("tf", "numpy"), default="tf",
+                        help="tf.data, or the NumPy iterator of the JAX backend (in-memory "
+                             "datasets only) (default: tf)")
+    parser.add_argument("--crops-on-device", action="store_true",
+                        help="with --pipeline numpy and random-resized-crop data: time the "
+                             "host's part only (uint8 images, crop windows and flips; the resize "
+                             "is keras_resnet.data.device.resized_crops) (default: off)")
+    parser.add_argument("--check", action="store_true",
+                        help="decode every file of --data-dir once now and list those that "
+                             "fail, with the reason (default: off; training skips them anyway)")
+    parser.add_argument("--synthetic-examples", type=int, default=1024,
+                        help="training examples of --dataset synthetic (default: 1024)")
+    args = parser.parse_args(argv)
+
+    from keras_resnet.data import folders
+    from keras_resnet.data.sources import load
+
+    try:
+        name = args.dataset or (None if args.data_dir else "digits")
+        data = load(name, data_dir=args.data_dir, seed=args.seed, holdout=args.holdout,
+                    image_size=args.image_size, synthetic_examples=args.synthetic_examples)
+        if args.check and data.name == "folder":
+            for split in (data._train, data._test):
+                for path, reason in folders.check_folder(list(split.images)).items():
+                    data._skips.add(path, reason, quiet=True)
+            for path, reason in data.skipped.items():
+                print(f"skipped: {path}: {reason}")
+        summary = {"name": data.name, "family": data.family, "num_classes": data.num_classes,
+                   "class_names": data.class_names[:5] + (["..."] if data.num_classes > 5 else []),
+                   "input_shape": list(data.input_shape()), "train_size": data.train_size,
+                   "test_size": data.test_size, "skipped_files": data.skipped_files,
+                   "preprocessing": data.preprocessing}
+        print(json.dumps(summary))
+        if args.batches > 0:
+            steps = data.steps_per_epoch(args.batch_size)
+            warmup = min(2, max(steps - 1, 0))
+            batches = args.batches + warmup
+            epochs = -(-batches // max(steps, 1))
+            if args.pipeline == "numpy":
+                stream = data.numpy_train_epochs(args.batch_size, 0, steps, end_epoch=epochs,
+                                                 crops_on_device=args.crops_on_device)
+            else:
+                stream = data.train_epochs(args.batch_size, 0, steps, end_epoch=epochs)
+            speed = pipeline_throughput(stream, batches=args.batches, warmup=warmup)
+            print(f"train pipeline ({args.pipeline}): {speed['images']} images in "
+                  f"{speed['seconds']:.2f} s = {speed['images_per_sec']:.0f} images/s "
+                  f"(batch {args.batch_size}); skipped files so far: {data.skipped_files}")
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,142 @@
+"""The recipes under the JAX backend, on a machine without TensorFlow.
+
+The GPU machines this package is measured on have JAX and no TensorFlow, so
+these tests run the recipes in subprocesses under ``KERAS_BACKEND=jax`` with
+TensorFlow made unimportable (a meta-path finder that refuses it), which is
+what such a machine looks like to the package.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.xdist_group("subprocess_training")
+
+NO_TENSORFLOW = textwrap.dedent("""
+    import sys
+    class _NoTensorFlow:
+        def find_spec(self, name, path=None, target=None):
+            if name == "tensorflow" or name.startswith("tensorflow."):
+                raise ModuleNotFoundError("No module named 'tensorflow' (hidden by the test)")
+            return None
+    sys.meta_path.insert(0, _NoTensorFlow())
+""")
+
+
+def _python(code, *args, cwd=None, timeout=900):
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+    env.pop("TF_CONFIG", None)
+    return subprocess.run([sys.executable, "-c", NO_TENSORFLOW + textwrap.dedent(code), *args],
+                          cwd=cwd or REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_cifar_recipe_on_the_digits_under_jax_without_tensorflow(tmp_path):
+    code = f"""
+        import runpy, sys
+        run_dir = sys.argv[1]
+        sys.argv = [{os.path.join(REPO, 'recipes', 'cifar10.py')!r}, "--dataset", "digits",
+                    "--depth", "8", "--batch-size", "128", "--epochs", "2", "--run-dir", run_dir]
+        try:
+            runpy.run_path(sys.argv[0], run_name="__main__")
+        except SystemExit as e:
+            print("EXIT", e.code)
+        import keras
+        model = keras.saving.load_model(run_dir.replace("runs", "saved_models") + "/model.keras")
+        print("LOADED", model.name, keras.backend.backend(), "tensorflow" in sys.modules)
+    """
+    run_dir = tmp_path / "runs" / "jax_digits"
+    proc = _python(code, str(run_dir), cwd=tmp_path)
+    assert "EXIT 0" in proc.stdout, proc.stderr[-3000:]
+    assert "LOADED resnet8 jax False" in proc.stdout, proc.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["backend"] == "jax" and metrics["epochs_completed"] == 2
+    assert metrics["steps_completed"] == 22 and metrics["test_accuracy"] > 0.5
+    assert sorted(os.listdir(run_dir / "checkpoints")) == ["epoch-0002.npz"]
+    assert sorted(os.listdir(tmp_path / "saved_models" / "jax_digits")) == \
+        ["metadata.json", "model.keras"]
+    assert "epoch 2/2:" in proc.stdout and "Wrote " in proc.stdout
+
+
+RESUME = """
+    import json, sys
+    import keras
+    from keras_resnet.training import TrainConfig, train
+    from keras_resnet.training import checkpoints as ckpt
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+    root = sys.argv[1]
+    def config(name):
+        return TrainConfig(dataset="digits", depth=8, batch_size=128, epochs=2, seed=4,
+                           drop_path_rate=0.2, quiet=True, no_export=True,
+                           run_dir=f"{root}/{name}")
+    straight = train(config("straight"))
+    first = train(config("resumed"), callbacks=[Stop()])
+    second = train(config("resumed"))
+    out = {"first": first["epochs_completed"], "resumed_from": second["resumed_from_epoch"],
+           "steps": [straight["steps_completed"], second["steps_completed"]],
+           "tensorflow": "tensorflow" in sys.modules}
+    a = ckpt.CheckpointStore(f"{root}/straight/checkpoints")
+    b = ckpt.CheckpointStore(f"{root}/resumed/checkpoints")
+    sa, sb = a.load(a.latest()[1]), b.load(b.latest()[1])
+    out["keys_equal"] = sorted(sa) == sorted(sb)
+    out["max_diff"] = max(float(abs(sa[k].astype("float64") - sb[k].astype("float64")).max())
+                          for k in sa)
+    print("RESULT", json.dumps(out))
+"""
+
+
+def test_jax_resume_continues_exactly_random_streams_included(tmp_path):
+    """Stopped after epoch 1 and resumed: the same weights, optimizer state and
+    stochastic-depth seed states as an uninterrupted run (XLA on CPU is deterministic)."""
+    proc = _python(RESUME, str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert out["first"] == 1 and out["resumed_from"] == 1
+    assert out["steps"] == [22, 22] and out["keys_equal"] and not out["tensorflow"]
+    assert out["max_diff"] == 0.0
+
+
+def test_imagenet_recipe_on_synthetic_images_under_jax(tmp_path):
+    """Random-resized-crop data: the crops are resized on the device (uint8 input)."""
+    code = f"""
+        import runpy, sys
+        sys.argv = [{os.path.join(REPO, 'recipes', 'imagenet.py')!r}, "--dataset", "synthetic",
+                    "--image-size", "64", "--depth", "18", "--batch-size", "16", "--steps", "3",
+                    "--run-dir", sys.argv[1]]
+        try:
+            runpy.run_path(sys.argv[0], run_name="__main__")
+        except SystemExit as e:
+            print("EXIT", e.code)
+    """
+    run_dir = tmp_path / "run"
+    proc = _python(code, str(run_dir), cwd=tmp_path)
+    assert "EXIT 0" in proc.stdout, proc.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["backend"] == "jax" and metrics["steps_completed"] == 3
+    assert metrics["model"] == "resnet18" and np.isfinite(metrics["test_loss"])
+    assert "Not exported: a run of 3 steps" in proc.stdout
+
+
+def test_jax_refuses_what_it_cannot_do(tmp_path):
+    code = """
+        import sys
+        from keras_resnet.training.cli import main
+        for args in (["--dataset", "cifar10"], ["--dataset", "digits", "--precision",
+                     "mixed_float16"], ["--dataset", "digits", "--gpus", "4"]):
+            print("CODE", main("cifar10", args + ["--run-dir", sys.argv[1]]))
+    """
+    proc = _python(code, str(tmp_path / "run"))
+    assert proc.stdout.count("CODE 2") == 3, (proc.stdout, proc.stderr[-2000:])
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("recipes/cifar10.py: error")]
+    assert "needs tf.data (TensorFlow)" in errors[0]
+    assert "use --precision mixed_bfloat16 under JAX" in errors[1]
+    assert "--gpus 4 asks for more GPUs than the 0 present" in errors[2]
+    assert not (tmp_path / "run").exists()
