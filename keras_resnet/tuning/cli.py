@@ -145,6 +145,10 @@ def build_parser():
     o.add_argument("--no-export", action="store_true", help="retrain without exporting")
     o.add_argument("--verbose", action="store_true", help="show each trial's training display")
     o.add_argument("--quiet", action="store_true", help="no line per trial")
+    o.add_argument("--in-process", action="store_true",
+                   help="train every trial in this process rather than one process per trial: "
+                        "faster to start, but TensorFlow keeps every trial's graphs, so memory "
+                        "grows trial after trial")
     return p
 
 
@@ -161,7 +165,8 @@ def config_from_args(argv=None):
         factor=a.factor, depths=a.depths, widths=a.widths, preact=PREACT[a.preact],
         blocks=a.blocks, shortcuts=a.shortcuts, learning_rates=a.learning_rates,
         weight_decays=a.weight_decays, max_params=a.max_params, max_macs=a.max_macs,
-        final_epochs=a.final_epochs, verbose=a.verbose, quiet=a.quiet)
+        final_epochs=a.final_epochs, verbose=a.verbose, quiet=a.quiet,
+        in_process=a.in_process)
 
 
 def _error(message):
@@ -190,11 +195,15 @@ def main(argv=None):
     from keras_resnet.tuning.search import run_search
 
     try:
-        run_search(config)
+        result = run_search(config)
     except ConfigError as e:
         _error(e)
         return 2
-    except (TrainingDiverged, RunDirError, RuntimeError) as e:
+    except (TrainingDiverged, RunDirError) as e:
         _error(str(e).splitlines()[0] if str(e) else repr(e))
+        return 1
+    if result is not None and result.stop_reason:
+        _error(f"the search stopped early: {result.stop_reason}; the errors are in "
+               f"{config.directory}/errors/ (rerun the same command to try again)")
         return 1
     return 0

@@ -30,8 +30,8 @@ DATASET_SHAPES = {"digits": ((8, 8, 3), 10), "cifar10": ((32, 32, 3), 10),
 # Settings that may change when a search is resumed: the number of trials (a
 # larger --max-trials extends a search), the final retraining, the output, and
 # the hardware.
-RESUME_FREE = ("max_trials", "final_epochs", "verbose", "quiet", "export", "no_export", "gpus",
-               "backend", "xla", "deterministic", "steps_per_execution", "log_every")
+RESUME_FREE = ("max_trials", "final_epochs", "verbose", "quiet", "in_process", "export",
+               "no_export", "gpus", "backend", "xla", "deterministic", "steps_per_execution", "log_every")
 # The hyperparameter arguments of a search and their flags.
 SPACE_FLAGS = {"depths": "--depths", "widths": "--widths", "preact": "--preact",
                "blocks": "--blocks", "shortcuts": "--shortcuts",
@@ -64,6 +64,9 @@ class SearchConfig:
             and export it.
         verbose: bool, show each trial's training display.
         quiet: bool, no line per trial.
+        in_process: bool, train every trial in the search's process instead of a
+            process of its own (faster to start; memory grows with every trial,
+            see :mod:`keras_resnet.tuning.trial`).
     """
 
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
@@ -84,6 +87,7 @@ class SearchConfig:
     final_epochs: int | None = None
     verbose: bool = False
     quiet: bool = False
+    in_process: bool = False
 
     def space_kwargs(self):
         return {name: getattr(self, name) for name in SPACE_FLAGS}

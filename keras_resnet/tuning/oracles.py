@@ -11,7 +11,9 @@ that for any tuner over a :class:`~keras_resnet.tuning.ResNetHyperModel`:
 * ``max_trials`` counts in-budget trials only: a budgeted search of N trials
   trains up to N models (rejections stay in the records, status ``FAILED``);
 * rejections are not failures for ``max_consecutive_failed_trials`` (a trial
-  that crashes still is);
+  that crashes still is), and reaching that limit stops the search (the oracle
+  answers "stopped", ``oracle.stop_reason`` says why) instead of raising from
+  inside the oracle, where a distributed chief would hang;
 * Bayesian optimisation fits its Gaussian process to completed trials only, so
   it would propose a rejected region again and again: its over-budget proposals
   are replaced by random candidates;
@@ -55,6 +57,16 @@ class RejectionAccounting:
     def rejected_trials(self):
         return [t for t in self.trials.values() if self.is_rejected(t)]
 
+    @property
+    def stop_reason(self):
+        """Why this process stopped the search early (None: it did not)."""
+        return self.__dict__.get("_stop_reason")
+
+    def _stop(self, reason):
+        if self.stop_reason is None:
+            print(f"Stopping the search: {reason}.", flush=True)
+            self.__dict__["_stop_reason"] = reason
+
     @keras_tuner.synchronized
     def create_trial(self, tuner_id):
         if self.budget_max_trials is not None:
@@ -64,9 +76,9 @@ class RejectionAccounting:
             if not self.is_rejected(self.trials[trial_id]):
                 break
             streak += 1
-        if streak >= self.max_consecutive_rejections and not (
-                self.max_trials and len(self.trials) >= self.max_trials):
-            print(f"Stopping the search: the last {streak} candidates were all over budget.")
+        if streak >= self.max_consecutive_rejections:
+            self._stop(f"the last {streak} candidates were all over budget")
+        if self.stop_reason is not None:
             self.max_trials = len(self.trials)   # the base class then answers STOPPED
         return super().create_trial(tuner_id)
 
@@ -81,17 +93,28 @@ class RejectionAccounting:
         return response
 
     def _check_consecutive_failures(self):
-        # KerasTuner's check, with rejected trials left out (neither failures nor a reset).
-        consecutive = 0
-        for trial_id in self.end_order:
+        # KerasTuner's check (called when a trial ends), with two changes: rejected
+        # trials are left out (neither failures nor a reset), and reaching the limit
+        # stops the search (create_trial answers STOPPED) instead of raising. Raised in
+        # a distributed chief, KerasTuner's RuntimeError goes back to the worker that
+        # ended the trial and leaves the chief serving forever. Only the trials since
+        # this process started count, so a resumed search tries again.
+        started = self.__dict__.setdefault("_ended_before", len(self.end_order) - 1)
+        consecutive, last = 0, None
+        for trial_id in self.end_order[started:]:
             trial = self.trials[trial_id]
             if self.is_rejected(trial):
                 continue
-            consecutive = consecutive + 1 if trial.status == FAILED else 0
-            if consecutive == self.max_consecutive_failed_trials:
-                raise RuntimeError("Number of consecutive failures exceeded the limit of "
-                                   f"{self.max_consecutive_failed_trials}.\n"
-                                   + (trial.message or ""))
+            if trial.status == FAILED:
+                consecutive, last = consecutive + 1, trial
+            else:
+                consecutive = 0
+        limit = self.max_consecutive_failed_trials
+        if limit and consecutive >= limit:
+            message = [line for line in (last.message or "").splitlines() if line.strip()]
+            self._stop(f"{consecutive} trials in a row failed (the limit, "
+                       f"max_consecutive_failed_trials, is {limit})"
+                       + (f"; the last: {message[-1].strip()}" if message else ""))
 
 
 _CLASSES = {}

@@ -145,8 +145,14 @@ def pareto_front(rows):
 
 
 def describe_row(row):
-    return S.describe({S.DEPTH: row[S.DEPTH], S.WIDTH: row[S.WIDTH], S.PREACT: row[S.PREACT]}) \
+    """``ResNet-20 width 2 preact basic A``, with ``lr``/``wd`` where not the papers' values."""
+    text = S.describe({S.DEPTH: row[S.DEPTH], S.WIDTH: row[S.WIDTH], S.PREACT: row[S.PREACT]}) \
         + f" {row[S.BLOCK]} {row[S.SHORTCUT]}"
+    if row.get(S.LEARNING_RATE) not in (None, S.DEFAULT_LEARNING_RATE):
+        text += f" lr {row[S.LEARNING_RATE]:.3g}"
+    if row.get(S.WEIGHT_DECAY) not in (None, S.DEFAULT_WEIGHT_DECAY):
+        text += f" wd {row[S.WEIGHT_DECAY]:.3g}"
+    return text
 
 
 def human(n):
@@ -158,6 +164,11 @@ def human(n):
             value = n / scale
             return f"{value:.3g}{unit}" if value < 100 else f"{value:.0f}{unit}"
     return str(n)
+
+
+def human_bytes(n):
+    """``412 MB``, ``1.21 GB``."""
+    return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
 
 
 def summary(rows):

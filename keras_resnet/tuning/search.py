@@ -10,7 +10,8 @@ there is no second training loop. A search directory ``DIR`` holds::
     DIR/search.json         the settings (a rerun with other settings is refused)
     DIR/tuner/              KerasTuner's oracle and trial records
     DIR/runs/trial_<id>/    each trial's run directory (config, log.csv, checkpoints)
-    DIR/errors/trial_<id>.txt   the traceback of a failed trial
+    DIR/errors/trial_<id>.txt   the error and traceback of a failed trial
+    DIR/logs/trial_<id>.txt     the output of each trial's process
     DIR/results.csv, DIR/results.png
 
 Rerunning with the same ``DIR`` resumes: finished trials are not rerun, and a
@@ -22,10 +23,16 @@ budget (KerasTuner's own tuner continues from the previous round's weights):
 each trial's learning-rate schedule then spans its whole run, where a
 continuation would restart from a schedule that had already decayed.
 
-Between trials the Keras session is cleared and garbage collected, and the
-strategy and the data are created once per search, not per trial: resident
-memory stays flat over a long search. Any exception in a trial (out of memory,
-a NaN loss, ...) marks that trial failed with its error and the search goes on.
+Each trial trains in a process of its own (:mod:`keras_resnet.tuning.trial`):
+TensorFlow keeps the graphs a process traced after ``clear_session()``, so a
+long search in one process grows by every trial's graphs, and a process per
+trial also returns whatever an out-of-memory error or a crash leaves behind.
+The search's own memory stays flat. With ``in_process=True`` (``--in-process``)
+trials train in the search's process, sharing its data and strategy, with the
+Keras session cleared and garbage collected between them: faster to start,
+but memory grows by the graphs of every trial. Any exception in a trial (out
+of memory, a NaN loss, a killed process, ...) marks that trial failed with its
+error and the search goes on.
 """
 
 from __future__ import annotations
@@ -34,30 +41,30 @@ import contextlib
 import dataclasses
 import gc
 import io
+import json
 import os
 import sys
-import traceback
+import subprocess
 
 import keras
 import keras_tuner
 
 from keras_resnet.training.config import ConfigError
 from keras_resnet.training.progress import fmt_seconds
-from keras_resnet.training.rundir import write_json
+from keras_resnet.training.rundir import RunLog, write_json
 from keras_resnet.training.trainer import Trainer, load_data
 from keras_resnet.tuning import results as R
 from keras_resnet.tuning.config import (check_search_dir, distributed_role, flag_message,
                                         resolve_search)
 from keras_resnet.tuning.hypermodel import OverBudget, ResNetHyperModel
 from keras_resnet.tuning.oracles import budgeted
+from keras_resnet.tuning.trial import error_summary, write_error
 
 OBJECTIVE = "val_accuracy"
 
 
-def error_summary(error):
-    """``"ResourceExhaustedError: OOM when allocating tensor ..."``: the type and first line."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0] if lines else repr(error)}"
+class TrialFailed(RuntimeError):
+    """A trial's process failed; the message is its error's summary."""
 
 
 def resident_bytes():
@@ -109,16 +116,18 @@ class SearchTuner(keras_tuner.Tuner):
     Args:
         config: a resolved :class:`~keras_resnet.tuning.config.SearchConfig`.
         hypermodel: the :class:`~keras_resnet.tuning.ResNetHyperModel` of the space.
-        data: the ``keras_resnet.data.InputData`` every trial trains on.
-        strategy: a ``tf.distribute.Strategy`` or None (the trainer's default).
-        callbacks: ``keras.callbacks.Callback`` objects given to every trial's trainer.
+        data: the ``keras_resnet.data.InputData`` every trial trains on (in process).
+        strategy: a ``tf.distribute.Strategy`` or None (the trainer's default; in process).
+        callbacks: ``keras.callbacks.Callback`` objects given to every trial's trainer
+            (in process).
         out: where the trial lines go (default ``sys.stdout``).
 
     Rejected candidates (over budget) are recorded and never trained, and do not
     count against ``max_trials`` (:func:`~keras_resnet.tuning.budgeted`).
     """
 
-    def __init__(self, config, hypermodel, *, data, strategy=None, callbacks=None, out=None):
+    def __init__(self, config, hypermodel, *, data=None, strategy=None, callbacks=None,
+                 out=None):
         self.config, self.data, self.strategy = config, data, strategy
         self.callbacks = list(callbacks or [])
         self.out = out or sys.stdout
@@ -169,6 +178,21 @@ class SearchTuner(keras_tuner.Tuner):
         if reason is not None:
             raise OverBudget(reason)
         config = self.trial_config(trial)
+        if self.config.in_process:
+            self._train_here(trial, config)
+        else:
+            self._train_in_subprocess(trial, config)
+        history = RunLog(os.path.join(config.run_dir, "log.csv")).rows()
+        if not history:
+            raise RuntimeError(f"trial {trial.trial_id} completed no epoch")
+        accuracy = max(float(r["test_accuracy"]) for r in history)
+        seconds = sum(float(r["epoch_seconds"]) for r in history)
+        self._done.append((len(history), seconds))
+        self._last.update({OBJECTIVE: accuracy, "train_seconds": seconds})
+        return {OBJECTIVE: accuracy, "train_seconds": seconds}
+
+    def _train_here(self, trial, config):
+        """Train in this process; the Keras session is cleared and collected afterwards."""
         trainer = None
         try:
             # Without --verbose, the trainer's own lines (data, model, run directory)
@@ -178,25 +202,61 @@ class SearchTuner(keras_tuner.Tuner):
             with sink:
                 trainer = Trainer(config, data=self.data, strategy=self.strategy,
                                   callbacks=self.callbacks, verbose=self.config.verbose)
-                metrics = trainer.run()
+                trainer.run()
         except Exception as e:
             self._last["error"] = error_summary(e)
-            path = self.error_path(trial.trial_id)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "w") as f:   # the summary first, then the traceback
-                f.write(f"{self._last['error']}\n\n{traceback.format_exc()}")
+            write_error(self.error_path(trial.trial_id), e)
             raise
         finally:
             trainer = None
             keras.backend.clear_session()
             gc.collect()
-        history = metrics["history"]
-        accuracy = max(float(r["test_accuracy"]) for r in history) if history else \
-            float(metrics["test_accuracy"])
-        seconds = sum(float(r["epoch_seconds"]) for r in history)
-        self._done.append((len(history), seconds))
-        self._last.update({OBJECTIVE: accuracy, "train_seconds": seconds})
-        return {OBJECTIVE: accuracy, "train_seconds": seconds}
+
+    def _train_in_subprocess(self, trial, config):
+        """Train in a new process (:mod:`keras_resnet.tuning.trial`); raise if it fails.
+
+        Its output goes to ``DIR/logs/trial_<id>.txt`` (the terminal with
+        ``verbose``); its peak resident memory is kept for the trial's line.
+        """
+        error_path = self.error_path(trial.trial_id)
+        log_path = os.path.join(self.config.directory, "logs", f"trial_{trial.trial_id}.txt")
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        if os.path.exists(error_path):
+            os.remove(error_path)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
+        env["KERAS_BACKEND"] = keras.backend.backend()
+        payload = json.dumps({"config": config.flags(), "verbose": self.config.verbose,
+                              "error_path": error_path})
+        with open(log_path, "ab") as log:
+            output = None if self.config.verbose else log
+            proc = subprocess.Popen([sys.executable, "-m", "keras_resnet.tuning.trial"],
+                                    stdin=subprocess.PIPE, stdout=output,
+                                    stderr=subprocess.STDOUT if output else None, env=env)
+            try:
+                proc.stdin.write(payload.encode())
+                proc.stdin.close()
+                # os.wait4 (not Popen.wait) reports this child's own peak memory.
+                _, status, usage = os.wait4(proc.pid, 0)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        self._last["peak_bytes"] = usage.ru_maxrss * 1024   # kilobytes on Linux
+        if proc.returncode == 0:
+            return
+        if os.path.exists(error_path):
+            with open(error_path) as f:
+                summary = f.readline().strip()
+        elif proc.returncode < 0:
+            summary = (f"the trial's process was killed by signal {-proc.returncode}"
+                       + (" (out of memory?)" if proc.returncode == -9 else ""))
+            write_error(error_path, RuntimeError(summary))
+        else:
+            summary = f"the trial's process exited with code {proc.returncode}; see {log_path}"
+            write_error(error_path, RuntimeError(summary))
+        self._last["error"] = summary
+        raise TrialFailed(summary)
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)   # the oracle records the trial; the tuner saves its state
@@ -209,10 +269,13 @@ class SearchTuner(keras_tuner.Tuner):
         if local:
             R.write_csv(os.path.join(self.config.directory, "results.csv"), self.rows())
         if not self.config.quiet:
-            memory = resident_bytes()
-            extra = f"mem {memory / 2**20:.0f} MB" if memory else ""
+            memory = []
+            if last.get("peak_bytes"):
+                memory.append(f"peak {R.human_bytes(last['peak_bytes'])}")
+            if resident_bytes():
+                memory.append(f"search {R.human_bytes(resident_bytes())}")
             progress = self.progress() if local else ""
-            print(R.trial_line(row, "  ".join(p for p in (extra, progress) if p)),
+            print(R.trial_line(row, "  ".join(p for p in (", ".join(memory), progress) if p)),
                   file=self.out, flush=True)
 
     def load_model(self, trial):
@@ -274,6 +337,7 @@ class SearchResult:
     best_call: str | None
     directory: str
     final: dict | None = None
+    stop_reason: str | None = None   # why the search stopped early (consecutive failures)
 
 
 def _say(out, text=""):
@@ -297,16 +361,25 @@ def run_search(config, *, callbacks=None, out=None):
     out = out or sys.stdout
     role = distributed_role()
     config, _ = resolve_search(config)
+    if callbacks and not config.in_process:
+        raise ValueError("Argument `callbacks` needs `SearchConfig(in_process=True)`: Keras "
+                         "callbacks are Python objects of this process, and by default every "
+                         "trial trains in a process of its own.")
+    # Loaded once: the data are checked (a bad --data-dir fails here, before anything is
+    # written) and give the input shape and classes; trials in process share them.
     data = load_data(config.train, keras.backend.backend())
-    config, _ = resolve_search(config, data.input_shape(), data.num_classes)
+    shape, classes = data.input_shape(), data.num_classes
+    config, _ = resolve_search(config, shape, classes)
     try:
-        hypermodel = ResNetHyperModel("cifar", data.input_shape(), data.num_classes,
-                                      compile=False, **config.space_kwargs())
+        hypermodel = ResNetHyperModel("cifar", shape, classes, compile=False,
+                                      **config.space_kwargs())
     except (ValueError, TypeError) as e:
         raise ConfigError(flag_message(e)) from None
     resuming = check_search_dir(config.directory, config, distributed=role is not None)
     strategy = None
-    if role != "chief" and keras.backend.backend() == "tensorflow":
+    if not config.in_process:
+        data = None   # each trial's process loads its own
+    elif role != "chief" and keras.backend.backend() == "tensorflow":
         from keras_resnet.training.engine_tf import make_strategy
 
         strategy = make_strategy(config.train.gpus)
@@ -361,6 +434,7 @@ def finish(config, tuner, data, strategy, out):
     """Write results.csv and results.png, print the table and the best call, retrain the best."""
     rows = tuner.rows()
     directory = config.directory
+    stop_reason = getattr(tuner.oracle, "stop_reason", None)
     R.write_csv(os.path.join(directory, "results.csv"), rows)
     R.plot(os.path.join(directory, "results.png"), rows, max_macs=tuner.space.max_macs)
     _say(out, f"\n{R.summary(rows)}. Wrote {os.path.join(directory, 'results.csv')} and "
@@ -368,15 +442,15 @@ def finish(config, tuner, data, strategy, out):
     ranked = R.ranked(rows)
     if not ranked:
         _say(out, "No trial completed: nothing to rank.")
-        return SearchResult(rows, None, None, directory)
+        return SearchResult(rows, None, None, directory, stop_reason=stop_reason)
     _say(out, R.ranked_table(rows))
     best = ranked[0]
     trial = tuner.oracle.get_trial(best["trial"])
     call = tuner.hypermodel.best_call(trial.hyperparameters)
     _say(out, f"\nBest (trial {best['trial']}, validation accuracy {best['val_accuracy']:.4f}, "
               f"lr {best['learning_rate']:g}, weight decay {best['weight_decay']:g}):\n  {call}")
-    result = SearchResult(rows, best, call, directory)
-    if config.final_epochs:
+    result = SearchResult(rows, best, call, directory, stop_reason=stop_reason)
+    if config.final_epochs and stop_reason is None:
         result.final = retrain(config, tuner, trial, data, strategy, out)
     return result
 
