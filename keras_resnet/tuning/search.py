@@ -95,6 +95,24 @@ def make_oracle(config):
                                                **common)
 
 
+def planned_epochs(tuner, oracle, max_trials, epochs):
+    """Epochs a search trains in all: ``max_trials x epochs``, or Hyperband's brackets.
+
+    Hyperband's trials each train from scratch here, so a bracket costs the sum
+    of its rounds' sizes times their epochs (the sizes and epochs are the
+    oracle's own, KerasTuner 1.4); None when the oracle does not say.
+    """
+    if tuner != "hyperband":
+        return max_trials * epochs
+    try:
+        brackets = oracle._get_num_brackets()
+        one = sum(oracle._get_size(b, r) * oracle._get_epochs(b, r)
+                  for b in range(brackets) for r in range(b + 1))
+    except AttributeError:
+        return None
+    return one * oracle.hyperband_iterations
+
+
 @contextlib.contextmanager
 def _quiet_keras_tuner():
     # KerasTuner prints the traceback of every failed trial (its DEBUG flag, on by
@@ -221,6 +239,7 @@ class SearchTuner(keras_tuner.Tuner):
         error_path = self.error_path(trial.trial_id)
         log_path = os.path.join(self.config.directory, "logs", f"trial_{trial.trial_id}.txt")
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        os.makedirs(os.path.dirname(error_path), exist_ok=True)
         if os.path.exists(error_path):
             os.remove(error_path)
         env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
@@ -245,16 +264,17 @@ class SearchTuner(keras_tuner.Tuner):
         self._last["peak_bytes"] = usage.ru_maxrss * 1024   # kilobytes on Linux
         if proc.returncode == 0:
             return
-        if os.path.exists(error_path):
+        if os.path.exists(error_path):   # the trial's own error, written by its process
             with open(error_path) as f:
                 summary = f.readline().strip()
-        elif proc.returncode < 0:
-            summary = (f"the trial's process was killed by signal {-proc.returncode}"
-                       + (" (out of memory?)" if proc.returncode == -9 else ""))
-            write_error(error_path, RuntimeError(summary))
         else:
-            summary = f"the trial's process exited with code {proc.returncode}; see {log_path}"
-            write_error(error_path, RuntimeError(summary))
+            if proc.returncode < 0:
+                summary = (f"the trial's process was killed by signal {-proc.returncode}"
+                           + (" (out of memory?)" if proc.returncode == -9 else ""))
+            else:
+                summary = f"the trial's process exited with code {proc.returncode}"
+            with open(error_path, "w") as f:
+                f.write(f"{summary}\n\nIts output: {log_path}\n")
         self._last["error"] = summary
         raise TrialFailed(summary)
 
@@ -299,16 +319,8 @@ class SearchTuner(keras_tuner.Tuner):
 
     def planned_epochs(self):
         """Epochs the whole search trains (in-budget trials), or None when unknown."""
-        oracle = self.oracle
-        if self.config.tuner != "hyperband":
-            return self.config.max_trials * self.config.epochs
-        try:   # Hyperband's bracket sizes, from its oracle (KerasTuner 1.4)
-            brackets = oracle._get_num_brackets()
-            one = sum(oracle._get_size(b, r) * oracle._get_epochs(b, r)
-                      for b in range(brackets) for r in range(b + 1))
-        except AttributeError:
-            return None
-        return one * oracle.hyperband_iterations
+        return planned_epochs(self.config.tuner, self.oracle, self.config.max_trials,
+                              self.config.epochs)
 
     def progress(self):
         """``[4/10 trials, ETA 3m20s]`` from this process's pace and the epochs left."""

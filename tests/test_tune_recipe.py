@@ -1,0 +1,348 @@
+"""recipes/tune.py and keras_resnet.tuning.search: searches whose trials the trainer runs.
+
+Tiny searches on the digits (CIFAR ResNet-8/14, batch 128, 11 steps per epoch).
+The recipe runs in subprocesses, as users run it; in-process searches use
+``run_search`` directly. Every trial trains in a process of its own unless
+``--in-process``.
+"""
+
+import glob
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import requires_tensorflow
+
+pytestmark = requires_tensorflow
+
+tf = pytest.importorskip("tensorflow")
+import keras  # noqa: E402
+
+import keras_resnet  # noqa: E402
+from keras_resnet import counting  # noqa: E402
+from keras_resnet.training import ConfigError, TrainConfig  # noqa: E402
+from keras_resnet.tuning import results as R  # noqa: E402
+from keras_resnet.tuning.config import SearchConfig, check_search_dir, resolve_search  # noqa: E402
+from keras_resnet.tuning.search import run_search  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TUNE = os.path.join(REPO, "recipes", "tune.py")
+DIGITS = ["--dataset", "digits", "--batch-size", "128"]
+
+
+def _env(**extra):
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2",
+               CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO)
+    for key in [k for k in env if k.startswith("KERASTUNER_") or k == "TF_CONFIG"]:
+        env.pop(key)
+    env.update(extra)
+    return env
+
+
+def _tune(args, cwd, timeout=600, **env):
+    return subprocess.run([sys.executable, TUNE, *args], cwd=cwd, env=_env(**env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _trial_lines(stdout):
+    return [line for line in stdout.splitlines() if line.startswith("trial ")]
+
+
+def _params(row):
+    return counting.count(row["depth"], width=row["width"], preact=row["preact"],
+                          family="cifar", input_shape=(8, 8, 3), classes=10).params
+
+
+def _check_rows(rows):
+    """Every row's counts are the architecture's; rejected rows are over budget."""
+    for row in rows:
+        assert row["params"] == _params(row), row
+        if row["status"] == "completed":
+            assert 0.0 <= row["val_accuracy"] <= 1.0 and row["train_seconds"] > 0
+
+
+# -- command line ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--help"], 0, None),
+    (["--dataset", "nope"], 2, "--dataset 'nope' is unknown"),
+    (["--tuner", "grid"], 2, "argument --tuner: invalid choice: 'grid'"),
+    (["--depths", "21"], 2, "--depths: 21 is not a cifar depth; expected 6n+2"),
+    (["--depths", "20,x"], 2, "argument --depths: '20,x' is not a comma-separated list"),
+    (["--widths", "0"], 2, "--widths: received [0]; 0 is not a positive"),
+    (["--max-params", "10"], 2, "--max-params: received 10; the smallest network in the space"),
+    (["--max-macs", "lots"], 2, "argument --max-macs: 'lots' is not a count"),
+    (["--epochs", "0"], 2, "--epochs must be an integer >= 1; received 0"),
+    (["--depths", "20,110", "--max-params", "1M"], 2, "--depths: ResNet-110 has at least 1,727,962"),
+])
+def test_help_and_bad_input_answer_without_keras_and_write_nothing(tmp_path, args, code,
+                                                                   message):
+    script = ("import sys; sys.argv = ['recipes/tune.py'] + sys.argv[1:]\n"
+              "from keras_resnet.tuning.cli import main\n"
+              "code = main()\n"
+              "heavy = sorted(m for m in ('keras', 'tensorflow', 'jax', 'keras_tuner') "
+              "if m in sys.modules)\n"
+              "print('HEAVY', heavy, 'CODE', code)")
+    proc = subprocess.run([sys.executable, "-c", script, *DIGITS, *args], cwd=tmp_path,
+                          env=_env(), capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip().splitlines()[-1] == f"HEAVY [] CODE {code}", proc.stderr
+    if message:
+        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("recipes/tune.py: error:")
+        assert message in proc.stderr, proc.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_search_directory_of_other_settings_is_refused(tmp_path):
+    config, _ = resolve_search(SearchConfig(TrainConfig(dataset="digits"), epochs=2,
+                                            directory=str(tmp_path / "s")))
+    os.makedirs(config.directory)
+    with open(os.path.join(config.directory, "search.json"), "w") as f:
+        json.dump({"flags": config.flags()}, f)
+    assert check_search_dir(config.directory, config) is True
+    more = resolve_search(SearchConfig(TrainConfig(dataset="digits"), epochs=2, max_trials=30,
+                                       directory=config.directory, final_epochs=5))[0]
+    assert check_search_dir(config.directory, more) is True   # a longer search, a retraining
+    for change, shown in (({"epochs": 3}, "--epochs 2 -> 3"),
+                          ({"widths": (1, 4)}, "--widths [1, 2, 4] -> {'range': [1, 4]}")):
+        other = resolve_search(SearchConfig(TrainConfig(dataset="digits"), **{
+            "epochs": 2, "directory": config.directory, **change}))[0]
+        with pytest.raises(ConfigError, match=re.escape(shown)):
+            check_search_dir(config.directory, other)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("x")
+    proc = _tune([*DIGITS, "--dir", str(tmp_path / "notes")], tmp_path)
+    assert proc.returncode == 2 and "holds no search.json" in proc.stderr.splitlines()[-1]
+    assert os.listdir(tmp_path / "notes") == ["todo.txt"]
+    proc = _tune(["--data-dir", str(tmp_path / "missing")], tmp_path)
+    assert proc.returncode == 2 and "missing" in proc.stderr.splitlines()[-1]
+    assert "Traceback" not in proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ["notes", "s"]
+
+
+# -- end to end, killed and resumed ---------------------------------------------------------------
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
+
+
+def _rows(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return f.read().strip().splitlines()[1:]
+
+
+def test_search_end_to_end_resumes_after_a_kill(tmp_path):
+    """A 3-trial search, killed (kill -9) in its second trained trial, then rerun."""
+    args = [*DIGITS, "--depths", "8,14", "--widths", "1,4", "--max-params", "300K",
+            "--max-trials", "3", "--epochs", "3", "--dir", "search", "--seed", "2"]
+    proc = subprocess.Popen([sys.executable, TUNE, *args], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    runs = tmp_path / "search" / "runs"
+    deadline, victim, child = time.time() + 300, None, None
+    while time.time() < deadline and proc.poll() is None:
+        started = sorted(glob.glob(str(runs / "trial_*")), key=os.path.getctime)
+        if len(started) >= 2 and len(_rows(os.path.join(started[1], "log.csv"))) == 1:
+            victim, child = started[1], (_children(proc.pid) or [None])[0]
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    first, _ = proc.communicate(timeout=60)
+    assert victim is not None, first
+    finished = {p: os.path.getmtime(p) for p in glob.glob(str(runs / "*" / "metrics.json"))}
+    assert len(finished) == 1 and len(_trial_lines(first)) >= 1
+    if child is not None:   # the trial's process ends with the search
+        for _ in range(100):
+            if not _alive(child):
+                break
+            time.sleep(0.1)
+        assert not _alive(child)
+
+    second = _tune(args, tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    out = second.stdout
+    assert "Resuming the search in search:" in out
+    assert all(os.path.getmtime(p) == t for p, t in finished.items())   # not rerun
+    with open(os.path.join(victim, "metrics.json")) as f:
+        assert json.load(f)["resumed_from_epoch"] == 1   # the killed trial went on
+    lines = _trial_lines(out)
+    assert lines and all(re.search(r"(completed|rejected|failed)", line) for line in lines)
+    assert "search ETA" in lines[-1]
+    rows = R.read_results(tmp_path / "search" / "results.csv")
+    assert [r["status"] for r in rows].count("completed") == 3
+    assert {r["status"] for r in rows} <= {"completed", "rejected"}
+    _check_rows(rows)
+    for row in rows:
+        assert (row["status"] == "rejected") == (row["params"] > 300_000)
+        if row["status"] == "rejected":
+            assert "max_params=300,000" in row["error"]
+    from PIL import Image
+
+    with Image.open(tmp_path / "search" / "results.png") as image:
+        assert image.size[0] > 500 and image.size[1] > 300
+    best = max((r for r in rows if r["status"] == "completed"),
+               key=lambda r: (r["val_accuracy"], -r["macs"]))
+    call = re.search(r"keras_resnet\.ResNet\(.*\)", out).group(0)
+    assert f"Best (trial {best['trial']}," in out
+    model = eval(call, {"keras_resnet": keras_resnet})
+    assert counting.trainable_params(model) == best["params"]
+    assert model.input_shape == (None, 8, 8, 3) and model.output_shape == (None, 10)
+    assert "rank  trial  network" in out
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+def test_a_failed_trial_is_recorded_and_the_search_goes_on(tmp_path):
+    """A trial whose loss diverges (its own process) fails with its error; the next one trains."""
+    proc = _tune([*DIGITS, "--depths", "8", "--widths", "1", "--preact", "off",
+                  "--learning-rates", "1e9,0.1", "--max-trials", "2", "--epochs", "1",
+                  "--dir", "s"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = R.read_results(tmp_path / "s" / "results.csv")
+    by_lr = {r["learning_rate"]: r for r in rows}
+    assert by_lr[1e9]["status"] == "failed"
+    assert by_lr[1e9]["error"].startswith("TrainingDiverged: the training loss became nan")
+    assert by_lr[0.1]["status"] == "completed"
+    with open(tmp_path / "s" / "errors" / f"trial_{by_lr[1e9]['trial']}.txt") as f:
+        text = f.read()
+    assert text.splitlines()[0] == by_lr[1e9]["error"] and "Traceback" in text
+    assert any("failed" in line and "TrainingDiverged" in line
+               for line in _trial_lines(proc.stdout))
+
+
+class _OutOfMemoryOnce(keras.callbacks.Callback):
+    """Raises TensorFlow's out-of-memory error in the first trial it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.trials = 0
+
+    def on_train_begin(self, logs=None):
+        self.trials += 1
+        if self.trials == 1:
+            raise tf.errors.ResourceExhaustedError(
+                None, None, "OOM when allocating tensor with shape[128,16,8,8]")
+
+
+def test_in_process_out_of_memory_fails_one_trial_then_the_best_is_retrained(tmp_path):
+    config = SearchConfig(
+        TrainConfig(dataset="digits", batch_size=128, export=str(tmp_path / "export")),
+        directory=str(tmp_path / "s"), depths=[8], widths=[1, 2], preact=False, max_trials=2,
+        epochs=1, final_epochs=1, in_process=True)
+    out = io.StringIO()
+    result = run_search(config, callbacks=[_OutOfMemoryOnce()], out=out)
+    statuses = [(r["status"], r["error"]) for r in result.rows]
+    assert statuses[0] == ("failed", "ResourceExhaustedError: OOM when allocating tensor "
+                                     "with shape[128,16,8,8]")
+    assert statuses[1] == ("completed", "")
+    assert result.best["trial"] == result.rows[1]["trial"]
+    assert result.final["epochs_completed"] == 1
+    export = tmp_path / "export"
+    assert (export / "model.keras").exists() and (export / "metadata.json").exists()
+    with open(export / "metadata.json") as f:
+        builder = json.load(f)["architecture"]["builder"]["kwargs"]
+    assert (builder["depth"], builder["width"]) == (8, result.best["width"])
+    assert os.path.isdir(tmp_path / "s" / f"final_trial_{result.best['trial']}")
+    with pytest.raises(ValueError, match="`callbacks`"):
+        run_search(SearchConfig(TrainConfig(dataset="digits"), directory=str(tmp_path / "x")),
+                   callbacks=[_OutOfMemoryOnce()])
+
+
+def test_a_killed_trial_process_is_a_failed_trial(tmp_path):
+    """The out-of-memory killer ends a trial's process: that trial fails, the search goes on."""
+    proc = subprocess.Popen([sys.executable, TUNE, *DIGITS, "--depths", "8", "--widths", "1,2",
+                             "--preact", "off", "--max-trials", "2", "--epochs", "2",
+                             "--dir", "s"], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    killed = None
+    while time.time() < deadline and killed is None and proc.poll() is None:
+        children = _children(proc.pid)
+        if children and glob.glob(str(tmp_path / "s" / "runs" / "trial_*" / "config.json")):
+            os.kill(children[0], signal.SIGKILL)
+            killed = children[0]
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=300)
+    assert killed is not None and proc.returncode == 0, out
+    rows = R.read_results(tmp_path / "s" / "results.csv")
+    assert [r["status"] for r in rows] == ["failed", "completed"]
+    assert rows[0]["error"] == "the trial's process was killed by signal 9 (out of memory?)"
+
+
+# -- Hyperband through the trainer ------------------------------------------------------------------
+
+def test_hyperband_trials_train_their_epoch_budget(tmp_path):
+    config = SearchConfig(TrainConfig(dataset="digits", batch_size=128),
+                          directory=str(tmp_path / "h"), tuner="hyperband", epochs=2, factor=2,
+                          depths=[8], widths=[1, 2], preact=False, in_process=True)
+    result = run_search(config, out=io.StringIO())
+    rows = [r for r in result.rows if r["status"] == "completed"]
+    assert rows and {r["epochs"] for r in rows} <= {1, 2}
+    for row in rows:   # each trial trained from scratch for its budget
+        with open(tmp_path / "h" / "runs" / f"trial_{row['trial']}" / "log.csv") as f:
+            assert len(f.read().strip().splitlines()) - 1 == row["epochs"]
+
+
+# -- memory and distribution (slow) ---------------------------------------------------------------
+
+MEMORY_MARGIN_MB = 20
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_over_ten_trials(tmp_path):
+    """The search's resident memory after the 10th trial is within 20 MB of that after the 2nd."""
+    proc = _tune([*DIGITS, "--depths", "8", "--widths", "1", "--preact", "off",
+                  "--learning-rates", "0.05:0.2", "--max-trials", "10", "--epochs", "1",
+                  "--dir", "m"], tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    memory = [float(m) for m in re.findall(r"search (\d+) MB", proc.stdout)]
+    assert len(memory) == 10, proc.stdout
+    assert abs(memory[9] - memory[1]) <= MEMORY_MARGIN_MB, memory
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_distributed_chief_and_two_workers_share_the_trials(tmp_path):
+    args = [*DIGITS, "--depths", "8", "--widths", "1,2", "--max-trials", "4", "--epochs", "2",
+            "--dir", "d"]
+    common = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(_free_port())}
+    procs = {name: subprocess.Popen([sys.executable, TUNE, *args], cwd=tmp_path,
+                                    env=_env(KERASTUNER_TUNER_ID=name, **common),
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for name in ("chief", "tuner0", "tuner1")}
+    outs = {name: p.communicate(timeout=900)[0] for name, p in procs.items()}
+    assert all(p.returncode == 0 for p in procs.values()), outs
+    by_worker = {name: [re.match(r"trial +(\d+)", line).group(1)
+                        for line in _trial_lines(outs[name])] for name in ("tuner0", "tuner1")}
+    assert by_worker["tuner0"] and by_worker["tuner1"], outs   # shared out
+    assert sorted(by_worker["tuner0"] + by_worker["tuner1"]) == ["0", "1", "2", "3"]
+    assert "Chief: serving the oracle at 127.0.0.1:" in outs["chief"]
+    rows = R.read_results(tmp_path / "d" / "results.csv")
+    assert [r["status"] for r in rows] == ["completed"] * 4
+    _check_rows(rows)
