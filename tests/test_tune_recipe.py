@@ -81,7 +81,8 @@ def _check_rows(rows):
     (["--max-params", "10"], 2, "--max-params: received 10; the smallest network in the space"),
     (["--max-macs", "lots"], 2, "argument --max-macs: 'lots' is not a count"),
     (["--epochs", "0"], 2, "--epochs must be an integer >= 1; received 0"),
-    (["--depths", "20,110", "--max-params", "1M"], 2, "--depths: ResNet-110 has at least 1,727,962"),
+    (["--depths", "20,110", "--max-params", "1M"], 2,
+     "--depths: ResNet-110 has at least 1,727,962"),
 ])
 def test_help_and_bad_input_answer_without_keras_and_write_nothing(tmp_path, args, code,
                                                                    message):
@@ -290,7 +291,7 @@ def test_a_killed_trial_process_is_a_failed_trial(tmp_path):
     assert rows[0]["error"] == "the trial's process was killed by signal 9 (out of memory?)"
 
 
-# -- Hyperband through the trainer ------------------------------------------------------------------
+# -- Hyperband through the trainer ---------------------------------------------------------------
 
 def test_hyperband_trials_train_their_epoch_budget(tmp_path):
     config = SearchConfig(TrainConfig(dataset="digits", batch_size=128),

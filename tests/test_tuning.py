@@ -41,6 +41,20 @@ def kind(h):
 
 # -- the space ----------------------------------------------------------------------------------
 
+def test_the_public_names_resolve_and_importing_the_package_stays_light():
+    import subprocess
+    import sys
+
+    for name in tuning.__all__:
+        assert getattr(tuning, name) is not None, name
+    code = ("import sys, keras_resnet.tuning as t; t.resolve_space('cifar'); "
+            "print(sorted(m for m in ('keras', 'keras_tuner', 'tensorflow', 'jax') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "[]"
+
+
 @pytest.mark.multibackend
 def test_default_space_offers_every_depth_the_builder_accepts():
     space, _ = declared(ResNetHyperModel())

@@ -35,7 +35,7 @@ from keras_resnet.tuning.space import (BLOCK, DEFAULT_MAX_CIFAR_DEPTH, DEPTH, FA
 _LAZY = {
     "ResNetHyperModel": "hypermodel", "OverBudget": "hypermodel",
     "budgeted": "oracles",
-    "SearchConfig": "search", "run_search": "search", "SearchTuner": "search",
+    "SearchConfig": "config", "run_search": "search", "SearchTuner": "search",
     "read_results": "results", "pareto_front": "results",
 }
 

@@ -31,7 +31,8 @@ DATASET_SHAPES = {"digits": ((8, 8, 3), 10), "cifar10": ((32, 32, 3), 10),
 # larger --max-trials extends a search), the final retraining, the output, and
 # the hardware.
 RESUME_FREE = ("max_trials", "final_epochs", "verbose", "quiet", "in_process", "export",
-               "no_export", "gpus", "backend", "xla", "deterministic", "steps_per_execution", "log_every")
+               "no_export", "gpus", "backend", "xla", "deterministic", "steps_per_execution",
+               "log_every")
 # The hyperparameter arguments of a search and their flags.
 SPACE_FLAGS = {"depths": "--depths", "widths": "--widths", "preact": "--preact",
                "blocks": "--blocks", "shortcuts": "--shortcuts",

@@ -282,9 +282,13 @@ def plot(path, rows, *, max_macs=None, title=None):
     if every:   # rejected and failed marks are drawn in axes units: widen the limits by hand
         low, high = min(every), max(every)
         ax.set_xlim(low / 1.25, high * 1.25)
-    tick = FuncFormatter(lambda x, _: human(int(round(x))) if x >= 1 else f"{x:g}")
-    ax.xaxis.set_major_formatter(tick)
-    ax.xaxis.set_minor_formatter(tick)
+    def tick(x, _, minor=False):
+        if minor and round(x / 10 ** math.floor(math.log10(x) + 1e-9)) not in (2, 5):
+            return ""   # minor labels at 2 and 5 times a power of ten only
+        return human(int(round(x))) if x >= 1 else f"{x:g}"
+
+    ax.xaxis.set_major_formatter(FuncFormatter(tick))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, p: tick(x, p, minor=True)))
     ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("multiply-adds per example (log scale)")
     ax.set_ylabel("best validation accuracy")

@@ -43,8 +43,9 @@ import gc
 import io
 import json
 import os
-import sys
 import subprocess
+import sys
+import time
 
 import keras
 import keras_tuner
@@ -149,7 +150,7 @@ class SearchTuner(keras_tuner.Tuner):
         self.config, self.data, self.strategy = config, data, strategy
         self.callbacks = list(callbacks or [])
         self.out = out or sys.stdout
-        self._done = []          # (epochs, seconds) of the trials trained by this process
+        self._done = []          # (epochs, wall seconds) of the trials this process trained
         self._last = {}
         with contextlib.redirect_stdout(io.StringIO()):   # KerasTuner's "Reloading Tuner from"
             super().__init__(oracle=make_oracle(config), hypermodel=hypermodel,
@@ -196,16 +197,19 @@ class SearchTuner(keras_tuner.Tuner):
         if reason is not None:
             raise OverBudget(reason)
         config = self.trial_config(trial)
+        log = RunLog(os.path.join(config.run_dir, "log.csv"))
+        before, start = len(log.rows()), time.monotonic()
         if self.config.in_process:
             self._train_here(trial, config)
         else:
             self._train_in_subprocess(trial, config)
-        history = RunLog(os.path.join(config.run_dir, "log.csv")).rows()
+        history = log.rows()
         if not history:
             raise RuntimeError(f"trial {trial.trial_id} completed no epoch")
         accuracy = max(float(r["test_accuracy"]) for r in history)
         seconds = sum(float(r["epoch_seconds"]) for r in history)
-        self._done.append((len(history), seconds))
+        # The pace of the search: wall time per epoch, a trial's start-up included.
+        self._done.append((len(history) - before, time.monotonic() - start))
         self._last.update({OBJECTIVE: accuracy, "train_seconds": seconds})
         return {OBJECTIVE: accuracy, "train_seconds": seconds}
 

@@ -381,8 +381,8 @@ def resolve_space(family="cifar", input_shape=None, classes=None, *, depths=None
                     f"Invalid value for argument `widths`: received {given_widths!r}; width "
                     f"{_number(_low(widths))} gives the first stage {arch.stage_filters[0]} "
                     f"channels, fewer than the stem's {arch.stem_filters}, and option A "
-                    "shortcuts (zero-padding) cannot reduce channels: use widths >= 1 or "
-                    "shortcuts=['B'] or ['C'].")
+                    "shortcuts (zero-padding) cannot reduce channels: use widths of at least "
+                    "1, or shortcuts B or C.")
             n = space.counts(values)
             options.append(((n.macs or 0, n.params), values, n))
         cheapest[depth] = min(options, key=lambda o: o[0])
