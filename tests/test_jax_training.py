@@ -140,3 +140,43 @@ def test_jax_refuses_what_it_cannot_do(tmp_path):
     assert "use --precision mixed_bfloat16 under JAX" in errors[1]
     assert "--gpus 4 asks for more GPUs than the 0 present" in errors[2]
     assert not (tmp_path / "run").exists()
+
+
+REMAT = """
+    import json
+    import jax, keras, numpy as np
+    import keras_resnet
+    from keras_resnet.training.remat import rematerialize_blocks
+    keras.utils.set_random_seed(0)
+    plain = keras_resnet.ResNet(8, input_shape=(8, 8, 3), classes=10, preact=True,
+                                drop_path_rate=0.0)
+    remat = keras_resnet.ResNet(8, input_shape=(8, 8, 3), classes=10, preact=True)
+    remat.set_weights(plain.get_weights())
+    changed = rematerialize_blocks(remat)
+    x = np.random.default_rng(0).standard_normal((4, 8, 8, 3)).astype("float32")
+    def grads(model):
+        tv = [v.value for v in model.trainable_variables]
+        ntv = [v.value for v in model.non_trainable_variables]
+        def loss(tv):
+            y, new = model.stateless_call(tv, ntv, x, training=True)
+            return (y ** 2).sum(), new
+        fn = jax.value_and_grad(loss, has_aux=True)
+        (value, stats), g = jax.jit(fn)(tv)
+        text = str(jax.make_jaxpr(fn)(tv))
+        return float(value), g, stats, text.count("remat") + text.count("checkpoint")
+    a, b = grads(plain), grads(remat)
+    print("RESULT", json.dumps({
+        "changed": changed, "loss": [a[0], b[0]],
+        "grad_diff": max(float(np.abs(p - q).max()) for p, q in zip(a[1], b[1])),
+        "stats_diff": max(float(np.abs(p - q).max()) for p, q in zip(a[2], b[2])),
+        "checkpoints": [a[3] > 0, b[3] > 0]}))
+"""
+
+
+def test_remat_recomputes_blocks_with_the_same_gradients_and_statistics():
+    proc = _python(REMAT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert out["changed"] == 3 and out["checkpoints"] == [False, True]
+    assert out["loss"][0] == pytest.approx(out["loss"][1], rel=1e-6)
+    assert out["grad_diff"] < 1e-5 and out["stats_diff"] < 1e-6

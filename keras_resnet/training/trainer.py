@@ -278,7 +278,7 @@ class Trainer:
         steps = plan.steps_in_epoch(epoch)
         log_every, per_call = self._log_every(), engine.steps_per_execution
         timer = Timer()
-        done, logged, sums = 0, 0, None
+        done, logged, sums, first = 0, 0, None, None
         host = (0.0, 0.0, 0.0)
         while done < steps:
             next_log = min(steps, (done // log_every + 1) * log_every)
@@ -297,8 +297,11 @@ class Trainer:
                     pace = sum(t for _, t in self._throughput[1:] or self._throughput) / max(
                         sum(n for n, _ in self._throughput[1:] or self._throughput), 1)
                     self.progress.seconds_per_step(pace * plan.global_batch)
-                else:
+                elif first is None:            # the first call also traces and compiles
+                    first = (seconds, done)
                     self.progress.seconds_per_step(seconds / done)
+                else:
+                    self.progress.seconds_per_step((seconds - first[0]) / (done - first[1]))
                 self.progress.update(epoch, done, steps, {
                     "loss": f"{loss / done:.4f}",
                     "accuracy": f"{correct / (done * plan.global_batch):.4f}",
