@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-pytestmark = pytest.mark.xdist_group("subprocess_training")
+pytestmark = pytest.mark.xdist_group("jax_subprocess")
 
 NO_TENSORFLOW = textwrap.dedent("""
     import sys
@@ -50,11 +50,17 @@ def test_cifar_recipe_on_the_digits_under_jax_without_tensorflow(tmp_path):
         import keras
         model = keras.saving.load_model(run_dir.replace("runs", "saved_models") + "/model.keras")
         print("LOADED", model.name, keras.backend.backend(), "tensorflow" in sys.modules)
+        # The same command again: the finished run is restored from its checkpoint.
+        try:
+            runpy.run_path(sys.argv[0], run_name="__main__")
+        except SystemExit as e:
+            print("AGAIN", e.code)
     """
     run_dir = tmp_path / "runs" / "jax_digits"
     proc = _python(code, str(run_dir), cwd=tmp_path)
     assert "EXIT 0" in proc.stdout, proc.stderr[-3000:]
     assert "LOADED resnet8 jax False" in proc.stdout, proc.stderr[-3000:]
+    assert "AGAIN 0" in proc.stdout and "after epoch 2 (" in proc.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["backend"] == "jax" and metrics["epochs_completed"] == 2
     assert metrics["steps_completed"] == 22 and metrics["test_accuracy"] > 0.5
@@ -93,6 +99,7 @@ RESUME = """
 """
 
 
+@pytest.mark.slow
 def test_jax_resume_continues_exactly_random_streams_included(tmp_path):
     """Stopped after epoch 1 and resumed: the same weights, optimizer state and
     stochastic-depth seed states as an uninterrupted run (XLA on CPU is deterministic)."""

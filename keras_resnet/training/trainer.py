@@ -120,7 +120,8 @@ class Trainer:
             logs with ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``,
             ``l2_loss``, ``lr``) and ``on_train_end``; setting
             ``model.stop_training`` ends the run after the epoch.
-        verbose: bool or None, show the progress display (None: unless ``config.quiet``).
+        verbose: bool or None. None: the run's first lines, and the progress display
+            unless ``config.quiet``; True: both; False: nothing.
 
     Constructing checks every setting and writes nothing (ConfigError).
     """
@@ -152,6 +153,8 @@ class Trainer:
                               "choose another directory.")
         self.callbacks = list(callbacks or [])
         self.verbose = (not c.quiet) if verbose is None else bool(verbose)
+        self.announce = verbose is not False     # the run's first lines
+
         self.history = []
         self.model = None
 
@@ -213,7 +216,7 @@ class Trainer:
             "replicas": self.replicas, "versions": _versions(), "command": sys.argv})
 
     def _say(self, text):
-        if self.chief:
+        if self.chief and self.announce:
             print(text, flush=True)
 
     # -- the loop ------------------------------------------------------------------
