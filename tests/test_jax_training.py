@@ -187,3 +187,21 @@ def test_remat_recomputes_blocks_with_the_same_gradients_and_statistics():
     assert out["changed"] == 3 and out["checkpoints"] == [False, True]
     assert out["loss"][0] == pytest.approx(out["loss"][1], rel=1e-6)
     assert out["grad_diff"] < 1e-5 and out["stats_diff"] < 1e-6
+
+
+def test_training_benchmark_under_jax_without_tensorflow(tmp_path):
+    code = """
+        import json, sys
+        from keras_resnet import benchmark
+        code = benchmark.main(["--train", "--model", "resnet20_cifar", "--batch-size", "2",
+                               "--image-size", "8", "--repeats", "1", "--calls", "1",
+                               "--steps-per-execution", "2", "--json", sys.argv[1]])
+        print("CODE", code, "tensorflow" in sys.modules)
+    """
+    out = tmp_path / "r.json"
+    proc = _python(code, str(out))
+    assert "CODE 0 False" in proc.stdout, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    ours = result["results"][0]
+    assert ours["backend"] == "jax" and ours["steps_per_execution"] == 2
+    assert ours["images_per_sec"] > 0 and ours["parameters"] == 269_722
