@@ -14,13 +14,13 @@ import sys
 
 from keras_resnet.experiments import configurations as confs
 from keras_resnet.training.cli import HelpFormatter, Parser, prepare_environment, shell_command
-from keras_resnet.training.config import (BACKENDS, PRECISIONS, SCHEDULES, ConfigError,
-                                          RunDirError, TrainConfig, resolve_config)
+from keras_resnet.training.config import (BACKENDS, DIGITS_DEFAULTS, PRECISIONS, SCHEDULES,
+                                          ConfigError, RunDirError, TrainConfig, resolve_config)
 
 DATASETS = ("cifar10", "cifar100", "digits", "synthetic")
 # Degradation on the bundled digits (He et al. 2015, Fig. 6 in miniature), chosen by the
 # measurements in docs/experiments.md: 3 seeds, ~N CPU minutes on 2 cores.
-DIGITS_DEGRADATION = {"depths": (20, 56), "epochs": 30, "batch_size": 128, "lr": 0.1}
+DIGITS_DEGRADATION = {"depths": (20, 56), "epochs": 30, "batch_size": 128, "lr": 0.025}
 # The Identity Mappings tables on the digits: small nets of each block kind
 # (20: basic, the paper's ResNet-110 column; 29: bottleneck, the ResNet-164 column).
 DIGITS_TABLE_DEPTHS = {"skips": (20,), "units": (20, 29)}
@@ -37,7 +37,7 @@ def _int_list(flag):
     return parse
 
 
-def _common_flags(p, defaults_text):
+def _common_flags(p, defaults_text, digits_batch, digits_lr):
     t = p.add_argument_group("the recipe every configuration shares")
     t.add_argument("--dataset", choices=DATASETS, default="cifar10",
                    help="cifar10/cifar100 through TFDS; digits: scikit-learn's bundled 8x8 "
@@ -48,9 +48,10 @@ def _common_flags(p, defaults_text):
     length.add_argument("--steps", type=int, default=None,
                         help="training iterations per configuration instead of --epochs")
     t.add_argument("--batch-size", type=int, default=None,
-                   help="global batch (default: 128; as recipes/cifar10.py)")
+                   help=f"global batch (default: 128; digits: {digits_batch})")
     t.add_argument("--lr", type=float, default=None,
-                   help="learning rate at batch 128; the runs use lr x batch/128 (default: 0.1)")
+                   help="learning rate at batch 128; the runs use lr x batch/128 (default: 0.1; "
+                        f"digits: {digits_lr:g})")
     t.add_argument("--schedule", choices=SCHEDULES, default=None,
                    help="step: lr/10 at 50%% and 75%% of the run; cosine (default: step; "
                         "digits: cosine)")
@@ -71,11 +72,20 @@ def _common_flags(p, defaults_text):
     r.add_argument("--backend", choices=BACKENDS, default=None,
                    help="Keras backend (default: $KERAS_BACKEND, else tensorflow)")
     o = p.add_argument_group("output")
-    o.add_argument("--quiet", action="store_true", help="no progress display")
+    o.add_argument("--out", default=None,
+                   help="the experiment's directory: a run directory per configuration, the "
+                        "tables and the pictures; rerunning with the same --out resumes "
+                        "(default: runs/<experiment>_<dataset>...)")
+    o.add_argument("--quiet", action="store_true",
+                   help="no progress display (the final table is still printed)")
 
 
 def build_parser(experiment):
-    """The argparse parser of ``recipes/<experiment>.py`` (``degradation`` or ``identity_mappings``)."""
+    """The argparse parser of ``recipes/<experiment>.py``.
+
+    Args:
+        experiment: ``"degradation"`` or ``"identity_mappings"``.
+    """
     if experiment == "degradation":
         p = Parser(prog="recipes/degradation.py", formatter_class=HelpFormatter, description=(
             "He et al. 2015, Fig. 1 and Fig. 6: train plain nets and their residual twins at "
@@ -118,10 +128,10 @@ def build_parser(experiment):
     else:
         raise ValueError(f"Invalid value for argument `experiment`: received {experiment!r}; "
                          "expected 'degradation' or 'identity_mappings'.")
-    _common_flags(p, digits)
-    p.add_argument_group("output").add_argument(
-        "--out", default=None, help="the experiment's directory: one run directory per "
-        "configuration, the tables and the plots (default: runs/<experiment>_<dataset>...)")
+    if experiment == "degradation":
+        _common_flags(p, digits, DIGITS_DEGRADATION["batch_size"], DIGITS_DEGRADATION["lr"])
+    else:
+        _common_flags(p, digits, DIGITS_DEFAULTS["batch_size"], DIGITS_DEFAULTS["lr"])
     return p
 
 

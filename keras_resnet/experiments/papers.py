@@ -16,13 +16,14 @@ from keras_resnet.experiments.runner import run_experiment
 from keras_resnet.training.rundir import describe, write_atomic, write_json
 
 
-def _say(stream, verbose, text):
-    if verbose:
+def _say(stream, show, text):
+    if show:
         print(text, file=stream or sys.stdout, flush=True)
 
 
 def run_degradation(base, out_dir, *, depths=confs.PAPER_DEGRADATION_DEPTHS,
-                    residual_only_depths=(), seeds=None, verbose=True, stream=None, **kwargs):
+                    residual_only_depths=(), seeds=None, verbose=True, summary=True,
+                    stream=None, **kwargs):
     """He et al. 2015, Fig. 1 / Fig. 6: plain and residual nets at each depth, one recipe.
 
     Trains :func:`~keras_resnet.experiments.degradation` configurations with
@@ -38,7 +39,8 @@ def run_degradation(base, out_dir, *, depths=confs.PAPER_DEGRADATION_DEPTHS,
         depths: depths trained plain and residual.
         residual_only_depths: depths trained residual only.
         seeds: list of ints or None: train every configuration once per seed.
-        verbose: bool, progress and the final table.
+        verbose: bool, the progress display.
+        summary: bool, print the final table and the files written.
         stream: where to print (default ``sys.stdout``).
         **kwargs: passed to :func:`~keras_resnet.experiments.run_experiment`
             (``data``, ``strategy``, ``callbacks``).
@@ -60,9 +62,9 @@ def run_degradation(base, out_dir, *, depths=confs.PAPER_DEGRADATION_DEPTHS,
     results["files"] = [json_path, *files]
     write_json(json_path, results)
     rows = report.summarize(results)
-    _say(stream, verbose, "\n" + report.format_table(
+    _say(stream, summary, "\n" + report.format_table(
         rows, f"Final errors after {_length(results)} ({dataset}):"))
-    _say(stream, verbose, "\n" + "\n".join(f"Wrote {describe(p)}" for p in results["files"]))
+    _say(stream, summary, "\n" + "\n".join(f"Wrote {describe(p)}" for p in results["files"]))
     return results
 
 
@@ -73,7 +75,7 @@ def _length(results):
 
 def run_identity_mappings(base, out_dir, table, *, depths=None,
                           highway_bias=confs.HIGHWAY_GATE_BIAS, seeds=None, verbose=True,
-                          stream=None, **kwargs):
+                          summary=True, stream=None, **kwargs):
     """He et al. 2016, Table 1 (``table="skips"``) or Table 2 (``"units"``): one model per row.
 
     Trains :func:`~keras_resnet.experiments.identity_mappings` configurations
@@ -90,7 +92,7 @@ def run_identity_mappings(base, out_dir, table, *, depths=None,
         depths: CIFAR depths (default: the paper's).
         highway_bias: float or None: the gate bias of the skips table's highway
             row (None: no highway row).
-        seeds, verbose, stream, **kwargs: as :func:`run_degradation`.
+        seeds, verbose, summary, stream, **kwargs: as :func:`run_degradation`.
 
     Returns:
         The results dict, with ``experiment``, ``table``, ``dataset`` and ``files``.
@@ -122,6 +124,6 @@ def run_identity_mappings(base, out_dir, table, *, depths=None,
     json_path = os.path.join(out_dir, "identity_mappings.json")
     results["files"] = [csv_path, md_path, *files, json_path]
     write_json(json_path, results)
-    _say(stream, verbose, "\n" + report.format_table(rows, f"{title}, {dataset}:"))
-    _say(stream, verbose, "\n" + "\n".join(f"Wrote {describe(p)}" for p in results["files"]))
+    _say(stream, summary, "\n" + report.format_table(rows, f"{title}, {dataset}:"))
+    _say(stream, summary, "\n" + "\n".join(f"Wrote {describe(p)}" for p in results["files"]))
     return results

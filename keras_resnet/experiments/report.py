@@ -103,14 +103,14 @@ def format_table(rows, title=None):
     ...                      "status": "finished", "test_error": 1.25, "train_error": 0.5,
     ...                      "paper_test_error": 8.75, "trainable_params": 270410,
     ...                      "test_error_per_seed": [1.25], "train_error_per_seed": [0.5]}]))
-    configuration  group     train error %  test error %  paper test error %  parameters
-    resnet-20      residual          0.50          1.25                8.75     270,410
+    configuration  group     train error %  test error %  paper test error % (CIFAR-10)  parameters
+    resnet-20      residual           0.50          1.25                           8.75     270,410
     """
     multi = any(len(r["seeds"]) > 1 for r in rows)
     header = ["configuration", "group", "train error %", "test error %"]
     if multi:
         header += ["train error % per seed", "test error % per seed"]
-    header += ["paper test error %", "parameters"]
+    header += ["paper test error % (CIFAR-10)", "parameters"]
     if any(_status_text(r) for r in rows):
         header.append("status")
     lines = []

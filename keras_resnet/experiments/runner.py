@@ -212,7 +212,7 @@ class ExperimentProgress(keras.callbacks.Callback):
             self.stream.flush()
 
     def start(self, index, name, run_dir, epochs, done_epochs, cost):
-        """A configuration begins (``index`` 1-based), ``done_epochs`` of ``epochs`` already trained."""
+        """Configuration ``index`` (1-based) begins, ``done_epochs`` of ``epochs`` already done."""
         self.index, self.name, self.epochs, self.cost = index, name, epochs, cost
         self._epoch_in_process = 0
         self._last = None
