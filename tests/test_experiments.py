@@ -142,7 +142,7 @@ def test_summary_takes_the_median_over_seeds_and_keeps_every_value():
     assert [(r["label"], r["test_error"], r["seeds"]) for r in parsed][3] == (
         "resnet-56", "3.0000", "1 2 3")
     md = report.to_markdown(rows, "T", "digits", "paper %", notes=["a note"])
-    assert "| resnet-56 | residual | 3.00 | 2.00 | 56,000 | 6.97 |  |" in md
+    assert "| resnet-56 | residual | 3.00 | 2.00 | 56,000 | 6.97 |" in md
     assert "median of seeds 1, 2, 3" in md and md.rstrip().endswith("- a note")
 
 
@@ -162,7 +162,7 @@ def test_degradation_plot_has_titles_axes_legends_and_the_papers_values(tmp_path
     assert Image.open(paths[0]).size[0] > 1000
     svg = _svg_text(paths[1])
     for text in ("Plain vs residual nets on cifar10", "mean of seeds 1, 2, 3",
-                 "plain nets", "residual nets (ResNets)", "epoch", "error (%)", "plain-20",
+                 "plain nets", "residual nets (ResNets)", "epoch", "error (%, log scale)", "plain-20",
                  "ResNet-56", "training error (thin)", "test error (bold)",
                  "He et al. 2015, Table 6 (test)"):
         assert text in svg, text
@@ -183,8 +183,8 @@ def test_curves_plot_draws_every_row(tmp_path):
     paths = plots.plot_curves(results, tmp_path / "curves", dataset="cifar10", title="Table 2",
                               paper_depths=(110,))
     svg = _svg_text(paths[1])
-    for text in ("Table 2 (seed 0)", "training loss (cross-entropy, log scale)",
-                 "loss (nats per image)", "test error (%)", "original (identity)",
+    for text in ("Table 2 (seed 0)", "training loss", "cross-entropy",
+                 "nats per image, log scale", "test error (%, log scale)", "original (identity)",
                  "full pre-activation", "dropout shortcut (0.5)", "paper (test error)"):
         assert text in svg, text
 
@@ -372,10 +372,11 @@ def test_progress_eta_counts_every_configuration_left(monkeypatch):
     for epoch, loss in ((0, 1.5), (1, 0.5)):
         progress.on_epoch_begin(epoch)
         progress.on_epoch_end(epoch, {"loss": loss, "accuracy": 0.75, "val_accuracy": 0.5})
-    # Epoch 1: 10 s for cost 10 (1 s per unit); left: 1 epoch of a (10) and 3 of b (60).
+    # Epoch 1 includes building and compiling: no estimate before a steady epoch.
     assert lines[1] == ("[1/2] a epoch 1/2: loss 1.5000 - train error 25.00% - test error "
-                        "50.00% - 10s - experiment ETA 1m10s")
-    # Epoch 2: 2 s steady (0.2 s per unit); first epochs cost 8 s more: 3 x 20 x 0.2 + 8.
+                        "50.00% - 10s - experiment ETA --")
+    # Epoch 2: 2 s steady for cost 10 (0.2 s per unit); a first epoch costs 8 s more:
+    # b's 3 epochs of cost 20 take 3 x 20 x 0.2 + 8 = 20 s.
     assert lines[2].endswith("- 2s - experiment ETA 20s")
 
 
@@ -446,6 +447,13 @@ def test_identity_mappings_skips_table_every_row_trains(tmp_path, capsys):
     assert params["exclusive gating, b_g=-6"] > params["original (identity)"]
     assert params["1x1 conv shortcut"] > params["original (identity)"]
     assert "fails to converge" in md and "Srivastava et al. 2015" in md
+
+
+@requires_tensorflow
+def test_identity_mappings_units_table_every_row_trains(tmp_path, capsys):
+    rows, md = _identity_mappings_recipe("units", "8", tmp_path, capsys)
+    assert [r["paper_test_error"] for r in rows] == ["6.61", "8.17", "7.84", "6.71", "6.37"]
+    assert "ResNet-110 basic / ResNet-164 bottleneck" in md
 
 
 @requires_tensorflow

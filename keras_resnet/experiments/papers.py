@@ -116,8 +116,9 @@ def run_identity_mappings(base, out_dir, table, *, depths=None,
     notes += [f"{row.label}: {row.note}." for row in confs.table_rows(table, highway_bias)
               if row.note]
     title = f"{confs.TABLE_TITLES[table]} (He et al. 2016, Table {1 if table == 'skips' else 2})"
-    write_atomic(md_path, report.to_markdown(rows, title, dataset, "paper test error %",
-                                             notes))
+    paper_header = ("paper test error % (CIFAR-10, ResNet-110)" if table == "skips" else
+                    "paper test error % (CIFAR-10, ResNet-110 basic / ResNet-164 bottleneck)")
+    write_atomic(md_path, report.to_markdown(rows, title, dataset, paper_header, notes))
     files = plots.plot_curves(results, os.path.join(out_dir, "curves"), dataset=dataset,
                               title=f"{title}: {dataset}",
                               paper_depths=tuple(confs.PAPER_DEPTH.values()))

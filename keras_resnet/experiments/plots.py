@@ -47,6 +47,20 @@ def _figure(ncols, width=6.0, height=4.3):
     return figure, axes
 
 
+def _legend_below(ax, fontsize=8):
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=fontsize,
+              frameon=False)
+
+
+def _percent_ticks(ax):
+    """Label a log axis at 1, 2, 5 x 10^k as plain numbers (0.5, 1, 2, 5, 10, ...)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def _integer_epochs(ax):
     from matplotlib.ticker import MaxNLocator
 
@@ -112,8 +126,8 @@ def plot_degradation(results, path, *, dataset=None, title=None):
         if r["depth"] not in depths:
             depths.append(r["depth"])
     color = {d: COLORS[i % len(COLORS)] for i, d in enumerate(depths)}
-    figure, axes = _figure(2)
-    top = 0.0
+    figure, axes = _figure(2, height=5.0)
+    low, top = 100.0, 0.0
     for ax, group, name in zip(axes, ("plain", "residual"), ("plain", "ResNet")):
         _integer_epochs(ax)
         members = _by_label(r for r in runs if r.get("group") == group)
@@ -123,6 +137,7 @@ def plot_degradation(results, path, *, dataset=None, title=None):
             _draw(ax, reps, "test_error", color[depth], 2.5, f"{name}-{depth}")
             for key in ("train_error", "test_error"):
                 top = max(top, max(max(r["history"][key]) for r in reps))
+                low = min(low, min(min(r["history"][key]) for r in reps))
         if dataset == "cifar10" and group == "residual":
             for label, reps in members.items():
                 paper = reps[0].get("paper")
@@ -134,13 +149,17 @@ def plot_degradation(results, path, *, dataset=None, title=None):
         ax.set_title(("plain nets" if group == "plain" else "residual nets (ResNets)")
                      + ("" if members else ": none trained"))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("error (%)")
-        ax.grid(True, alpha=0.3)
+        ax.set_ylabel("error (%, log scale)")
+        ax.grid(True, which="both", alpha=0.3)
         ax.plot([], [], color="gray", linewidth=1.0, label="training error (thin)")
         ax.plot([], [], color="gray", linewidth=2.5, label="test error (bold)")
-        ax.legend(loc="upper right", fontsize=8)
+        _legend_below(ax)
     for ax in axes:
-        ax.set_ylim(0, min(100.0, top * 1.05 + 1.0))
+        # Log scale: the plain nets' failures (tens of %) and the residual nets'
+        # last tenths of a percent are both readable in one picture.
+        ax.set_yscale("log", nonpositive="clip")
+        ax.set_ylim(max(0.05, low * 0.7), min(100.0, top * 1.3))
+        _percent_ticks(ax)
     where = f" on {dataset}" if dataset else ""
     figure.suptitle(title or f"Plain vs residual nets{where} (He et al. 2015, Fig. 6): "
                     f"{_seeds_text(runs)}")
@@ -173,7 +192,7 @@ def plot_curves(results, path, *, dataset=None, title=None, paper_depths=()):
             groups.append(r.get("group"))
     color = {label: COLORS[i % len(COLORS)] for i, label in enumerate(labels)}
     style = {g: LINESTYLES[i % len(LINESTYLES)] for i, g in enumerate(groups)}
-    figure, (loss_ax, error_ax) = _figure(2, width=6.5)
+    figure, (loss_ax, error_ax) = _figure(2, width=6.5, height=5.5)
     members = {}
     for r in runs:
         if r["history"]["epoch"]:
@@ -190,19 +209,23 @@ def plot_curves(results, path, *, dataset=None, title=None, paper_depths=()):
             shown_paper = True
     if shown_paper:
         error_ax.plot([], [], color="black", linestyle=":", label="paper (test error)")
-    loss_ax.set_yscale("log")
-    loss_ax.set_title("training loss (cross-entropy, log scale)")
-    loss_ax.set_ylabel("loss (nats per image)")
+    loss_ax.set_yscale("log", nonpositive="clip")
+    loss_ax.set_title("training loss")
+    loss_ax.set_ylabel("cross-entropy (nats per image, log scale)")
     error_ax.set_title("test error")
-    error_ax.set_ylabel("test error (%)")
-    top = max((max(r["history"]["test_error"]) for reps in members.values() for r in reps),
-              default=100.0)
-    error_ax.set_ylim(0, min(100.0, top * 1.05 + 1.0))
+    error_ax.set_ylabel("test error (%, log scale)")
+    errors = [e for reps in members.values() for r in reps for e in r["history"]["test_error"]]
+    error_ax.set_yscale("log", nonpositive="clip")
+    error_ax.set_ylim(max(0.05, min(errors, default=1.0) * 0.7),
+                      min(100.0, max(errors, default=100.0) * 1.3))
+    _percent_ticks(error_ax)
     for ax in (loss_ax, error_ax):
         _integer_epochs(ax)
         ax.set_xlabel("epoch")
-        ax.grid(True, alpha=0.3)
-    error_ax.legend(loc="upper right", fontsize=7)
+        ax.grid(True, which="both", alpha=0.3)
+    handles, names = error_ax.get_legend_handles_labels()
+    figure.legend(handles, names, loc="outside lower center", ncol=min(4, len(names)),
+                  fontsize=8, frameon=False)
     figure.suptitle(f"{title or 'Training curves' + (' on ' + dataset if dataset else '')}"
                     f" ({_seeds_text(runs)})")
     return _save(figure, path)

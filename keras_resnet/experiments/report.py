@@ -172,9 +172,11 @@ def to_markdown(rows, title, dataset, paper_header, notes=()):
     seeds = sorted({s for r in rows for s in r["seeds"] if s is not None})
     stat = "median of seeds " + ", ".join(map(str, seeds)) if multi else (
         f"seed {seeds[0]}" if seeds else "")
+    status = any(_status_text(r) for r in rows)
     lines = [f"# {title}", ""]
     header = (f"| configuration | {'group | ' if len(groups) > 1 else ''}test error % "
-              f"({dataset}, {stat}) | train error % | parameters | {paper_header} | |")
+              f"({dataset}, {stat}) | train error % | parameters | {paper_header} |"
+              + (" status |" if status else ""))
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
         cells = [r["label"]]
@@ -182,7 +184,9 @@ def to_markdown(rows, title, dataset, paper_header, notes=()):
             cells.append(r.get("group") or "")
         cells += [_fmt(r["test_error"]) or "-", _fmt(r["train_error"]) or "-",
                   "" if r.get("trainable_params") is None else f"{r['trainable_params']:,}",
-                  _paper_text(r.get("paper_test_error")), _status_text(r)]
+                  _paper_text(r.get("paper_test_error"))]
+        if status:
+            cells.append(_status_text(r))
         lines.append("| " + " | ".join(cells) + " |")
     if notes:
         lines.append("")

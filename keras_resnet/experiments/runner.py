@@ -186,6 +186,7 @@ class ExperimentProgress(keras.callbacks.Callback):
     depth x width^2, proportional to its multiply-adds for the same data) times
     the cost of the epochs left, plus the first-epoch overhead (building and
     compiling the model) measured so far for every configuration not started.
+    It shows ``--`` until an epoch after a configuration's first was measured.
 
     Args:
         total: int, the number of configurations in the experiment.
@@ -254,10 +255,11 @@ class ExperimentProgress(keras.callbacks.Callback):
             rate = sum(s for s, _ in self._steady) / sum(c for _, c in self._steady)
             overheads = [max(0.0, s - rate * c) for s, c in self._first]
             overhead = sum(overheads) / len(overheads) if overheads else 0.0
-        elif self._first:
+        elif self._first and left_in_current == 0 and all(e <= 1 for e, _ in self.pending):
+            # Only first epochs are left: they cost what first epochs cost.
             rate = sum(s for s, _ in self._first) / sum(c for _, c in self._first)
             overhead = 0.0
-        else:
+        else:   # a first epoch includes building and compiling: wait for a steady one
             return None
         total = left_in_current * self.cost * rate
         for epochs, cost in self.pending:
