@@ -162,8 +162,8 @@ def test_degradation_plot_has_titles_axes_legends_and_the_papers_values(tmp_path
     assert Image.open(paths[0]).size[0] > 1000
     svg = _svg_text(paths[1])
     for text in ("Plain vs residual nets on cifar10", "mean of seeds 1, 2, 3",
-                 "plain nets", "residual nets (ResNets)", "epoch", "error (%, log scale)", "plain-20",
-                 "ResNet-56", "training error (thin)", "test error (bold)",
+                 "plain nets", "residual nets (ResNets)", "epoch", "error (%, log scale)",
+                 "plain-20", "ResNet-56", "training error (thin)", "test error (bold)",
                  "He et al. 2015, Table 6 (test)"):
         assert text in svg, text
     # On another dataset the paper's CIFAR-10 values are not drawn.
@@ -320,8 +320,11 @@ def test_rerun_skips_finished_configurations_and_resumes_an_interrupted_one(tmp_
         assert json.load(f)["resumed_from_epoch"] == 1
     # Other settings in the same directory: refused, naming the flag, nothing written.
     before = sorted(p.name for p in out.rglob("*"))
-    with pytest.raises(ConfigError, match=r"--epochs 2 -> 3"):
+    with pytest.raises(ConfigError, match=r"--epochs 2 -> 3") as error:
         experiments.run_experiment([plain], _base(epochs=3), out, verbose=False)
+    assert str(error.value).startswith(f"--out {out}: configuration plain-8: {out / 'plain-8'} "
+                                       "holds a run with other settings")
+    assert "choose another --out" in str(error.value) and "--run-dir" not in str(error.value)
     assert sorted(p.name for p in out.rglob("*")) == before
 
 

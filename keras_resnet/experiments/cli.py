@@ -13,7 +13,7 @@ import os
 import sys
 
 from keras_resnet.experiments import configurations as confs
-from keras_resnet.training.cli import HelpFormatter, Parser, prepare_environment, shell_command
+from keras_resnet.training.cli import HelpFormatter, Parser, prepare_environment
 from keras_resnet.training.config import (BACKENDS, DIGITS_DEFAULTS, PRECISIONS, SCHEDULES,
                                           ConfigError, RunDirError, TrainConfig, resolve_config)
 

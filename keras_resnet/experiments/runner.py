@@ -92,7 +92,12 @@ def configure(configurations, base, out_dir):
             config = resolve_config(config)
         except ConfigError as e:
             raise ConfigError(f"configuration {c.name}: {e}") from None
-        check_run_dir(config.run_dir, config)
+        try:
+            check_run_dir(config.run_dir, config)
+        except ConfigError as e:   # in the experiment's words: --out, not --run-dir
+            message = str(e).replace(f"--run-dir {config.run_dir}", f"{config.run_dir}")
+            raise ConfigError(f"--out {out_dir}: configuration {c.name}: "
+                              + message.replace("another --run-dir", "another --out")) from None
         resolved.append((c, config))
     return resolved
 
