@@ -218,20 +218,19 @@ def test_bad_arguments_exit_2_with_one_line_and_write_nothing(experiment, args, 
 
 
 @pytest.mark.parametrize("recipe", ["degradation", "identity_mappings"])
-def test_help_answers_without_importing_more_than_the_package_does(recipe):
-    """``--help`` imports nothing heavy beyond what ``import keras_resnet`` itself imports."""
-    script = ("import sys\nimport keras_resnet\n"
-              "heavy = lambda: sorted(m for m in ('keras', 'tensorflow', 'jax')\n"
-              "                       if m in sys.modules)\n"
-              "before = heavy()\n"
+def test_help_and_bad_input_answer_without_importing_keras(recipe):
+    """``--help`` and a bad depth are answered before keras, TensorFlow or JAX is imported."""
+    bad = ["--depths", "21"] if recipe == "degradation" else ["--table", "skips", "--depth", "21"]
+    script = ("import sys\n"
               "from keras_resnet.experiments.cli import main\n"
-              f"code = main({recipe!r}, ['--help'])\n"
-              "print('HEAVY', before == heavy(), 'CODE', code)")
+              f"codes = [main({recipe!r}, ['--help']), main({recipe!r}, {bad!r})]\n"
+              "heavy = sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules)\n"
+              "print('HEAVY', heavy, 'CODES', codes)")
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
                           text=True, timeout=120,
                           env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"))
     lines = proc.stdout.strip().splitlines()
-    assert lines[-1] == "HEAVY True CODE 0", proc.stderr
+    assert lines[-1] == "HEAVY [] CODES [0, 2]", proc.stderr
     text = proc.stdout
     for flag in ("--dataset", "--epochs", "--seed", "--seeds", "--gpus", "--precision", "--out"):
         assert flag in text, flag
@@ -270,6 +269,19 @@ def test_every_configuration_trains_as_the_trainer_alone_would(tmp_path):
     assert a["trainable_params"] == 75290 and a["seed"] == 3 and a["depth"] == 8
     assert results["base"]["dataset"] == "digits" and "run_dir" not in results["base"]
     json.dumps(results)   # plain data
+
+
+@pytest.mark.multibackend
+def test_the_runner_trains_under_the_running_backend(tmp_path):
+    """TensorFlow (tf.distribute engine) or JAX (keras.distribution engine)."""
+    import keras
+
+    results = experiments.run_experiment([Configuration("resnet-8", {"depth": 8})], _base(),
+                                         tmp_path / "exp", verbose=False)
+    (run,) = results["configurations"]
+    assert run["status"] == "finished" and run["history"]["epoch"] == [1]
+    with open(tmp_path / "exp" / "resnet-8" / "config.json") as f:
+        assert json.load(f)["backend"] == keras.backend.backend()
 
 
 @requires_tensorflow

@@ -274,7 +274,7 @@ class ExperimentProgress(keras.callbacks.Callback):
 
 def _data_key(config):
     return (config.recipe, config.dataset, config.data_dir, config.seed, config.holdout,
-            config.image_size)
+            config.image_size, getattr(config, "synthetic_examples", None))
 
 
 def run_experiment(configurations, base, out_dir, *, data=None, strategy=None, callbacks=None,
