@@ -18,8 +18,8 @@ whose bias starts negative, so that every layer starts close to the identity
 (Srivastava et al. 2015). That is the *exclusive gating* of He et al. 2016 (Fig. 2c)
 with ``g = T``: ``keras_resnet.ResNet(..., skip="exclusive_gating", gate_bias=b_T)``.
 The Identity Mappings row uses ``b_g = -6``; the highway row keeps its own bias
-(:data:`HIGHWAY_GATE_BIAS` by default: Srivastava et al. start from -1 to -3,
-more negative for deeper networks).
+(:data:`HIGHWAY_GATE_BIAS` by default; Srivastava et al. suggest values such as -1
+or -3).
 """
 
 from __future__ import annotations
