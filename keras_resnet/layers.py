@@ -260,6 +260,70 @@ class _ReplicaDropout(keras.layers.Dropout):
                                                     noise_shape=self.noise_shape)
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BatchNorm(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` on TensorFlow's fused kernel where it applies.
+
+    The same arguments, variables, defaults and results (to float rounding) as
+    Keras's layer; under TensorFlow, 4-D channels-last inputs without a mask,
+    renormalisation or cross-replica synchronisation go through the fused
+    ``FusedBatchNormV3`` op (forward and gradient), everything else through
+    Keras's own ``call``. Why: Keras 3's BatchNormalization computes the moments
+    and the normalisation as separate ops on TensorFlow; on the 2-core
+    development machine (oneDNN on) its forward and backward pass over a
+    128 x 32 x 32 x 16 batch took 10.6 ms against 3.6 ms fused, while the 3x3
+    convolution next to it took 13.6 ms, so it was most of a basic block's time.
+
+    The moving statistics are updated as Keras does: with the *biased* batch
+    variance (the fused kernel's variance output is Bessel-corrected, which is
+    undone here), ``moving = moving * momentum + batch * (1 - momentum)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(8, 4, 4, 3)).astype("float32")
+    >>> ours, theirs = BatchNorm(), keras.layers.BatchNormalization()
+    >>> a, b = ours(x, training=True), theirs(x, training=True)
+    >>> bool(np.allclose(a, b, atol=1e-5)), bool(np.allclose(ours.moving_variance,
+    ...                                                      theirs.moving_variance))
+    (True, True)
+    """
+
+    def _fusable(self, inputs, mask):
+        return (keras.backend.backend() == "tensorflow" and mask is None
+                and len(inputs.shape) == 4 and self.axis in (-1, 3)
+                and self.center and self.scale and not self.renorm
+                and not self.synchronized)
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(inputs)
+        if x.dtype not in (tf.float16, tf.bfloat16, tf.float32):
+            x = tf.cast(x, tf.float32)
+        gamma = tf.cast(self.gamma.value, tf.float32)
+        beta = tf.cast(self.beta.value, tf.float32)
+        if training and self.trainable:
+            empty = tf.constant([], tf.float32)
+            y, mean, variance = tf.raw_ops.FusedBatchNormV3(
+                x=x, scale=gamma, offset=beta, mean=empty, variance=empty,
+                epsilon=self.epsilon, data_format="NHWC", is_training=True)[:3]
+            count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+            variance = variance * tf.maximum(count - 1.0, 0.0) / tf.maximum(count, 1.0)
+            m = self.momentum
+            self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+            self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
+        else:
+            y = tf.raw_ops.FusedBatchNormV3(
+                x=x, scale=gamma, offset=beta,
+                mean=tf.cast(self.moving_mean.value, tf.float32),
+                variance=tf.cast(self.moving_variance.value, tf.float32),
+                epsilon=self.epsilon, data_format="NHWC", is_training=False)[0]
+        return tf.cast(y, self.compute_dtype)
+
+
 class _DeferredBuild:
     """Mixin: layers loaded from a ``.keras`` file build inside :func:`building_scope`."""
 
@@ -359,7 +423,7 @@ class _ResidualUnit(_DeferredBuild, keras.layers.Layer):
             name=name, dtype=self.dtype_policy)
 
     def _bn(self, part, zero=False):
-        return keras.layers.BatchNormalization(
+        return BatchNorm(
             axis=self._channel_axis, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
             gamma_initializer="zeros" if zero else "ones",
             name=f"{self.name}_{part}", dtype=self.dtype_policy)
@@ -690,7 +754,7 @@ class Stem(_DeferredBuild, keras.layers.Layer):
                                                       f"{self.name}_conv"),
             kernel_regularizer=self.kernel_regularizer, name=f"{self.name}_conv",
             dtype=self.dtype_policy)
-        self.bn = (keras.layers.BatchNormalization(
+        self.bn = (BatchNorm(
             axis=self._channel_axis, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
             name=f"{self.name}_bn", dtype=self.dtype_policy) if self.norm else None)
         self.pool = (keras.layers.MaxPooling2D(3, 2, data_format=self.data_format,

@@ -70,8 +70,8 @@ def _build(arch, *, include_top=True, input_tensor=None, input_shape=None, pooli
                       **kwargs)(x)
     channel_axis = -1 if data_format == "channels_last" else 1
     if unit.bn_before_conv:
-        x = keras.layers.BatchNormalization(axis=channel_axis, momentum=arch.bn_momentum,
-                                            epsilon=arch.bn_epsilon, name="post_bn")(x)
+        x = blocks.BatchNorm(axis=channel_axis, momentum=arch.bn_momentum,
+                             epsilon=arch.bn_epsilon, name="post_bn")(x)
     if unit.preactivation:
         x = keras.layers.Activation("relu", name="post_relu")(x)
     if include_top:

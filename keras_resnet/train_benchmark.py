@@ -17,7 +17,9 @@ on are shared and noisy:
   ``model.fit`` (Keras's own trainer);
 * ``fit-keras-applications``: ``keras.applications.ResNet50`` through ``model.fit``;
 * ``torch``: a PyTorch eager CIFAR ResNet of the same depth (channels_last),
-  if PyTorch is installed.
+  if PyTorch is installed;
+* ``unfused-bn``: the same model with Keras's own (unfused) BatchNormalization
+  call in every BatchNorm layer, to measure what the fused kernel brings.
 
 ``--depths`` runs one fresh process per depth (so that the peak memory of each
 is its own) and prints how build time, step time and peak memory grow with
@@ -36,7 +38,7 @@ import subprocess
 import sys
 import time
 
-COMPARE = ("keras-applications", "fit", "fit-keras-applications", "torch")
+COMPARE = ("keras-applications", "fit", "fit-keras-applications", "torch", "unfused-bn")
 
 
 def _peak_memory():
@@ -301,6 +303,19 @@ def compare(model="resnet56_cifar", *, batch_size=128, precision="float32", xla=
         elif name == "fit-keras-applications":
             cases.append(fit_case("keras.applications.ResNet50 (model.fit)", applications,
                                   batch_size=batch_size, precision=precision, steps=2))
+        elif name == "unfused-bn":
+            def unfused():
+                from keras_resnet.layers import BatchNorm
+
+                model = ours()
+                for layer in _walk(model):
+                    if isinstance(layer, BatchNorm):
+                        layer._fusable = lambda inputs, mask: False
+                return model
+
+            cases.append(engine_case("keras_resnet, Keras's unfused BatchNorm", unfused,
+                                     batch_size=batch_size, precision=precision, xla=xla,
+                                     steps_per_execution=steps_per_execution))
         elif name == "torch":
             depth = kwargs["depth"]
             cases.append(torch_case("PyTorch eager channels_last", depth, batch_size=batch_size,
@@ -320,6 +335,12 @@ def compare(model="resnet56_cifar", *, batch_size=128, precision="float32", xla=
         r["ratio_to_keras_resnet"] = r["images_per_sec"] / base
     return {"machine": machine(), "model": model, "input_size": size, "remat": remat,
             "results": results, **_peak_memory()}
+
+
+def _walk(layer):
+    yield layer
+    for sub in getattr(layer, "_layers", []):
+        yield from _walk(sub)
 
 
 def machine():

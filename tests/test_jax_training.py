@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-pytestmark = pytest.mark.xdist_group("subprocess_training")
+pytestmark = pytest.mark.xdist_group("jax_subprocess")
 
 NO_TENSORFLOW = textwrap.dedent("""
     import sys
@@ -50,11 +50,17 @@ def test_cifar_recipe_on_the_digits_under_jax_without_tensorflow(tmp_path):
         import keras
         model = keras.saving.load_model(run_dir.replace("runs", "saved_models") + "/model.keras")
         print("LOADED", model.name, keras.backend.backend(), "tensorflow" in sys.modules)
+        # The same command again: the finished run is restored from its checkpoint.
+        try:
+            runpy.run_path(sys.argv[0], run_name="__main__")
+        except SystemExit as e:
+            print("AGAIN", e.code)
     """
     run_dir = tmp_path / "runs" / "jax_digits"
     proc = _python(code, str(run_dir), cwd=tmp_path)
     assert "EXIT 0" in proc.stdout, proc.stderr[-3000:]
     assert "LOADED resnet8 jax False" in proc.stdout, proc.stderr[-3000:]
+    assert "AGAIN 0" in proc.stdout and "after epoch 2 (" in proc.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["backend"] == "jax" and metrics["epochs_completed"] == 2
     assert metrics["steps_completed"] == 22 and metrics["test_accuracy"] > 0.5
@@ -93,6 +99,7 @@ RESUME = """
 """
 
 
+@pytest.mark.slow
 def test_jax_resume_continues_exactly_random_streams_included(tmp_path):
     """Stopped after epoch 1 and resumed: the same weights, optimizer state and
     stochastic-depth seed states as an uninterrupted run (XLA on CPU is deterministic)."""
@@ -140,3 +147,61 @@ def test_jax_refuses_what_it_cannot_do(tmp_path):
     assert "use --precision mixed_bfloat16 under JAX" in errors[1]
     assert "--gpus 4 asks for more GPUs than the 0 present" in errors[2]
     assert not (tmp_path / "run").exists()
+
+
+REMAT = """
+    import json
+    import jax, keras, numpy as np
+    import keras_resnet
+    from keras_resnet.training.remat import rematerialize_blocks
+    keras.utils.set_random_seed(0)
+    plain = keras_resnet.ResNet(8, input_shape=(8, 8, 3), classes=10, preact=True,
+                                drop_path_rate=0.0)
+    remat = keras_resnet.ResNet(8, input_shape=(8, 8, 3), classes=10, preact=True)
+    remat.set_weights(plain.get_weights())
+    changed = rematerialize_blocks(remat)
+    x = np.random.default_rng(0).standard_normal((4, 8, 8, 3)).astype("float32")
+    def grads(model):
+        tv = [v.value for v in model.trainable_variables]
+        ntv = [v.value for v in model.non_trainable_variables]
+        def loss(tv):
+            y, new = model.stateless_call(tv, ntv, x, training=True)
+            return (y ** 2).sum(), new
+        fn = jax.value_and_grad(loss, has_aux=True)
+        (value, stats), g = jax.jit(fn)(tv)
+        text = str(jax.make_jaxpr(fn)(tv))
+        return float(value), g, stats, text.count("remat") + text.count("checkpoint")
+    a, b = grads(plain), grads(remat)
+    print("RESULT", json.dumps({
+        "changed": changed, "loss": [a[0], b[0]],
+        "grad_diff": max(float(np.abs(p - q).max()) for p, q in zip(a[1], b[1])),
+        "stats_diff": max(float(np.abs(p - q).max()) for p, q in zip(a[2], b[2])),
+        "checkpoints": [a[3] > 0, b[3] > 0]}))
+"""
+
+
+def test_remat_recomputes_blocks_with_the_same_gradients_and_statistics():
+    proc = _python(REMAT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert out["changed"] == 3 and out["checkpoints"] == [False, True]
+    assert out["loss"][0] == pytest.approx(out["loss"][1], rel=1e-6)
+    assert out["grad_diff"] < 1e-5 and out["stats_diff"] < 1e-6
+
+
+def test_training_benchmark_under_jax_without_tensorflow(tmp_path):
+    code = """
+        import json, sys
+        from keras_resnet import benchmark
+        code = benchmark.main(["--train", "--model", "resnet20_cifar", "--batch-size", "2",
+                               "--image-size", "8", "--repeats", "1", "--calls", "1",
+                               "--steps-per-execution", "2", "--json", sys.argv[1]])
+        print("CODE", code, "tensorflow" in sys.modules)
+    """
+    out = tmp_path / "r.json"
+    proc = _python(code, str(out))
+    assert "CODE 0 False" in proc.stdout, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    ours = result["results"][0]
+    assert ours["backend"] == "jax" and ours["steps_per_execution"] == 2
+    assert ours["images_per_sec"] > 0 and ours["parameters"] == 269_722

@@ -19,8 +19,8 @@ The public names below are imported lazily, so ``import keras_resnet.training``
 Example:
 
 >>> from keras_resnet.training import TrainConfig, train
->>> metrics = train(TrainConfig(dataset="digits", depth=8, epochs=1, quiet=True,
-...                             run_dir=getfixture("tmp_path") / "run", no_export=True))
+>>> metrics = train(TrainConfig(dataset="digits", depth=8, epochs=1, no_export=True,
+...                             run_dir=str(getfixture("tmp_path") / "run")), verbose=False)
 >>> metrics["epochs_completed"], len(metrics["history"])
 (1, 1)
 """

@@ -286,8 +286,10 @@ def report(trainer, metrics):
         print(f"  metadata:    {os.path.join(export_dir, 'metadata.json')}")
         examples = write_examples(trainer.data, os.path.join(trainer.run_dir, "examples"))
         if examples:
+            folder = os.path.dirname(examples[0])
             print("Classify images with it (a few test images were saved for you):\n  "
-                  + shell_command([_script("predict.py"), export_dir, *examples]))
+                  + shell_command([_script("predict.py"), export_dir])
+                  + " " + shlex.quote(folder) + "/*.png")
     elif trainer.smoke and not trainer.config.no_export:
         print(f"Not exported: a run of {trainer.plan.total_steps} steps, shorter than one epoch "
               f"({trainer.plan.steps_per_epoch} steps), keeps no checkpoint and exports only "

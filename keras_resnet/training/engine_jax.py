@@ -69,7 +69,23 @@ class JaxEngine:
         return None
 
     def set_global_state(self, seed):
-        keras.utils.set_random_seed(seed)
+        import sys
+
+        if "tensorflow" in sys.modules:
+            keras.utils.set_random_seed(seed)
+        else:
+            # keras.utils.set_random_seed would import TensorFlow when it is installed
+            # (to seed it too), seconds of start-up a JAX run does not need: the same
+            # seeding without it (Keras's global seed is private state).
+            import random
+
+            from keras.src.backend.common import global_state
+            from keras.src.random import seed_generator
+
+            global_state.set_global_attribute("global_random_seed", seed)
+            global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+            random.seed(seed)
+            np.random.seed(seed)
         if self.distribution is not None:
             keras.distribution.set_distribution(self.distribution)
 

@@ -120,7 +120,8 @@ class Trainer:
             logs with ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``,
             ``l2_loss``, ``lr``) and ``on_train_end``; setting
             ``model.stop_training`` ends the run after the epoch.
-        verbose: bool or None, show the progress display (None: unless ``config.quiet``).
+        verbose: bool or None. None: the run's first lines, and the progress display
+            unless ``config.quiet``; True: both; False: nothing.
 
     Constructing checks every setting and writes nothing (ConfigError).
     """
@@ -152,6 +153,8 @@ class Trainer:
                               "choose another directory.")
         self.callbacks = list(callbacks or [])
         self.verbose = (not c.quiet) if verbose is None else bool(verbose)
+        self.announce = verbose is not False     # the run's first lines
+
         self.history = []
         self.model = None
 
@@ -213,7 +216,7 @@ class Trainer:
             "replicas": self.replicas, "versions": _versions(), "command": sys.argv})
 
     def _say(self, text):
-        if self.chief:
+        if self.chief and self.announce:
             print(text, flush=True)
 
     # -- the loop ------------------------------------------------------------------
@@ -278,7 +281,7 @@ class Trainer:
         steps = plan.steps_in_epoch(epoch)
         log_every, per_call = self._log_every(), engine.steps_per_execution
         timer = Timer()
-        done, logged, sums = 0, 0, None
+        done, logged, sums, first = 0, 0, None, None
         host = (0.0, 0.0, 0.0)
         while done < steps:
             next_log = min(steps, (done // log_every + 1) * log_every)
@@ -297,8 +300,11 @@ class Trainer:
                     pace = sum(t for _, t in self._throughput[1:] or self._throughput) / max(
                         sum(n for n, _ in self._throughput[1:] or self._throughput), 1)
                     self.progress.seconds_per_step(pace * plan.global_batch)
-                else:
+                elif first is None:            # the first call also traces and compiles
+                    first = (seconds, done)
                     self.progress.seconds_per_step(seconds / done)
+                else:
+                    self.progress.seconds_per_step((seconds - first[0]) / (done - first[1]))
                 self.progress.update(epoch, done, steps, {
                     "loss": f"{loss / done:.4f}",
                     "accuracy": f"{correct / (done * plan.global_batch):.4f}",
