@@ -19,7 +19,9 @@ on are shared and noisy:
 * ``torch``: a PyTorch eager CIFAR ResNet of the same depth (channels_last),
   if PyTorch is installed;
 * ``unfused-bn``: the same model with Keras's own (unfused) BatchNormalization
-  call in every BatchNorm layer, to measure what the fused kernel brings.
+  call in every BatchNorm layer, to measure what the fused kernel brings;
+* ``explicit-pad``: the same model with every stride-1 convolution padded by an
+  explicit pad op before a "valid" convolution (what version 0.1 did).
 
 ``--depths`` runs one fresh process per depth (so that the peak memory of each
 is its own) and prints how build time, step time and peak memory grow with
@@ -38,7 +40,8 @@ import subprocess
 import sys
 import time
 
-COMPARE = ("keras-applications", "fit", "fit-keras-applications", "torch", "unfused-bn")
+COMPARE = ("keras-applications", "fit", "fit-keras-applications", "torch", "unfused-bn",
+           "explicit-pad")
 
 
 def _peak_memory():
@@ -255,11 +258,13 @@ def torch_case(label, depth, *, batch_size, size=32, classes=10, channels_last=T
 
 def compare(model="resnet56_cifar", *, batch_size=128, precision="float32", xla=False,
             steps_per_execution=None, size=None, comparisons=(), repeats=5, calls=2,
-            warmup=2, remat=False, log=print):
+            warmup=2, remat=False, fit_steps=10, log=print):
     """Measure the package's training step and the ``comparisons``, interleaved.
 
     Returns a dict with the machine, the settings and one result per case
-    (images/second at the median call, seconds per call, ...).
+    (images/second at the median call, seconds per call, ...). ``model.fit`` cases
+    train ``fit_steps`` steps per call (an epoch's per-call set-up amortised as in
+    real use).
     """
     import keras
 
@@ -299,10 +304,10 @@ def compare(model="resnet56_cifar", *, batch_size=128, precision="float32", xla=
                                      steps_per_execution=steps_per_execution))
         elif name == "fit":
             cases.append(fit_case("keras_resnet (model.fit)", ours, batch_size=batch_size,
-                                  precision=precision, steps=2))
+                                  precision=precision, steps=fit_steps))
         elif name == "fit-keras-applications":
             cases.append(fit_case("keras.applications.ResNet50 (model.fit)", applications,
-                                  batch_size=batch_size, precision=precision, steps=2))
+                                  batch_size=batch_size, precision=precision, steps=fit_steps))
         elif name == "unfused-bn":
             def unfused():
                 from keras_resnet.layers import BatchNorm
@@ -314,6 +319,17 @@ def compare(model="resnet56_cifar", *, batch_size=128, precision="float32", xla=
                 return model
 
             cases.append(engine_case("keras_resnet, Keras's unfused BatchNorm", unfused,
+                                     batch_size=batch_size, precision=precision, xla=xla,
+                                     steps_per_execution=steps_per_execution))
+        elif name == "explicit-pad":
+            def explicit():
+                model = ours()
+                for layer in _walk(model):
+                    if isinstance(layer, keras.layers.Conv2D) and layer.padding == "same":
+                        layer.padding = "valid"
+                return model
+
+            cases.append(engine_case("keras_resnet, explicit pad ops", explicit,
                                      batch_size=batch_size, precision=precision, xla=xla,
                                      steps_per_execution=steps_per_execution))
         elif name == "torch":
