@@ -252,7 +252,8 @@ class SearchTuner(keras_tuner.Tuner):
                               "error_path": error_path})
         with open(log_path, "ab") as log:
             output = None if self.config.verbose else log
-            proc = subprocess.Popen([sys.executable, "-m", "keras_resnet.tuning.trial"],
+            proc = subprocess.Popen([sys.executable, "-m", "keras_resnet.tuning.trial",
+                                     str(os.getpid())],
                                     stdin=subprocess.PIPE, stdout=output,
                                     stderr=subprocess.STDOUT if output else None, env=env)
             try:

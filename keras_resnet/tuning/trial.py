@@ -1,6 +1,6 @@
 """One trial of a search, trained in a process of its own.
 
-``python -m keras_resnet.tuning.trial`` reads a JSON object from its standard
+``python -m keras_resnet.tuning.trial [SEARCH_PID]`` reads a JSON object from its standard
 input: ``config`` (the :class:`~keras_resnet.training.TrainConfig` of the
 trial, as ``TrainConfig.flags()``), ``verbose`` and ``error_path``. It runs
 :class:`keras_resnet.training.Trainer` on it, which writes the trial's run
@@ -39,15 +39,27 @@ def write_error(path, error):
         f.write(f"{error_summary(error)}\n\n{traceback.format_exc()}")
 
 
-def exit_with_parent(poll_seconds=1.0):
-    """End this process when the search that started it is gone.
+def exit_with_parent(parent=None, poll_seconds=1.0):
+    """End this process when the search that started it (``parent``) is gone.
 
     A search killed outright (``kill -9``, the out-of-memory killer) cannot stop
-    its trial's process; left running, it would write the run directory that the
-    resumed search trains the same trial in. Its checkpoints are written
+    its trial's process; left running, it would go on writing the run directory
+    that the resumed search trains the same trial in. On Linux the kernel sends
+    this process SIGKILL the moment its parent dies (``PR_SET_PDEATHSIG``; a
+    trial of a small net trains several epochs in the second a poll would
+    wait); elsewhere a thread polls the parent's id. Checkpoints are written
     atomically, so ending at any moment is safe.
     """
-    parent = os.getppid()
+    parent = os.getppid() if parent is None else int(parent)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:   # the search died before the line above
+        os._exit(3)
 
     def watch():
         while True:
@@ -58,8 +70,9 @@ def exit_with_parent(poll_seconds=1.0):
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def main():
-    exit_with_parent()
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    exit_with_parent(argv[0] if argv else None)
     payload = json.load(sys.stdin)
     from keras_resnet.training.cli import prepare_environment
     from keras_resnet.training.config import TrainConfig
