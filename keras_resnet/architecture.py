@@ -371,11 +371,31 @@ def _architecture(family, block, stage_blocks, width, *, preact, ordering=None,
     out = None
     if block == "bottleneck" and width != 1:
         out = tuple(f * specs.BOTTLENECK_EXPANSION for f in base)
+    _check_option_a(family, block, filters, out, width, options)
     return Architecture(
         family=family, block=block, stage_blocks=tuple(stage_blocks),
         stage_filters=filters, stem_filters=specs.STEM_FILTERS[family], out_filters=out,
         ordering=ordering, stride_at=stride_at or "1x1", downsample_at=downsample_at or "first",
         **{k: v for k, v in options.items() if v is not None})
+
+
+def _check_option_a(family, block, filters, out, width, options):
+    """Option A zero-pads new channels: it cannot reduce a channel count, which a
+    width below 1 does where the stem (never widened) feeds the first stage."""
+    if options.get("shortcut") != "A" or options.get("residual") is False:
+        return
+    channels = specs.STEM_FILTERS[family]
+    for s, f in enumerate(filters):
+        expansion = specs.BOTTLENECK_EXPANSION if block == "bottleneck" else 1
+        stage_out = out[s] if out else f * expansion
+        if stage_out < channels:
+            raise ValueError(
+                f"Invalid combination of arguments `width` and `shortcut`: width={width!r} "
+                f"gives stage {s + 1} {stage_out} channels, fewer than the {channels} of its "
+                "input, and option A shortcuts (zero-padding) cannot reduce channels; pass "
+                "shortcut='B' (projections) or a width of at least "
+                f"{channels / (f * expansion / width):g}.")
+        channels = stage_out
 
 
 def _check_options(options):

@@ -330,6 +330,7 @@ def _roundtrip_config(model):
     dict(depth=20),
     dict(depth=20, ordering="relu_before_add", skip="exclusive_gating", gate_bias=-2.0),
     dict(depth=11, preact=True, drop_path_rate=0.2, zero_init=True, width=0.5),
+    dict(depth=20, width=0.5, shortcut="B"),   # narrower than the stem: projections
     dict(depth=18, input_shape=(64, 64, 3)),
     dict(depth=50, family="imagenet", preact=True, downsample_at="last", stride_at="3x3", stem_bias=True,
          input_shape=(64, 64, 3), include_top=False, pooling="max"),
@@ -402,6 +403,9 @@ def test_trains_one_step_and_every_weight_gets_a_gradient():
     (dict(depth=50, block="basic"), ValueError, ["`block`", "'bottleneck'", "'basic'"]),
     (dict(depth=20, width=0), ValueError, ["`width`", "0"]),
     (dict(depth=20, width="2"), TypeError, ["`width`", "'2'"]),
+    (dict(depth=20, width=0.5), ValueError, ["`width`", "`shortcut`", "0.5", "8 channels",
+                                             "shortcut='B'"]),
+    (dict(depth=56, preact=True, width=0.75), ValueError, ["width=0.75", "12 channels", "at least 1"]),
     (dict(depth=20, shortcut="D"), ValueError, ["`shortcut`", "'D'", "'A', 'B', 'C'"]),
     (dict(depth=20, residual="no"), TypeError, ["`residual`"]),
     (dict(depth=20, preact=1), TypeError, ["`preact`"]),
@@ -432,6 +436,7 @@ def test_bad_input(kwargs, exc, words):
 @pytest.mark.parametrize("kwargs, words", [
     (dict(depth=27), ["`depth`", "6n+4", "27"]),
     (dict(depth=28, width=-1), ["`width`", "-1"]),
+    (dict(depth=16, width=0.5, shortcut="A"), ["`width`", "`shortcut`", "0.5"]),
     (dict(depth=28, dropout_rate=2.0), ["`dropout_rate`", "2.0"]),
     (dict(depth=28, weights="imagenet"), ["`weights`", "'imagenet'"]),
 ])

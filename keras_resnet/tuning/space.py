@@ -374,15 +374,17 @@ def resolve_space(family="cifar", input_shape=None, classes=None, *, depths=None
                                                       shortcuts or (None,)):
             values = {DEPTH: depth, BLOCK: block, WIDTH: _low(widths), PREACT: pre,
                       SHORTCUT: shortcut}
-            arch = space.architecture(values)
-            if arch.shortcut == "A" and arch.block == "basic" and \
-                    arch.stage_filters[0] < arch.stem_filters:
+            try:
+                space.architecture(values)
+            except ValueError as e:   # the architecture's own check, said in the search's terms
+                if "cannot reduce channels" not in str(e):
+                    raise
                 raise ValueError(
                     f"Invalid value for argument `widths`: received {given_widths!r}; width "
-                    f"{_number(_low(widths))} gives the first stage {arch.stage_filters[0]} "
-                    f"channels, fewer than the stem's {arch.stem_filters}, and option A "
-                    "shortcuts (zero-padding) cannot reduce channels: use widths of at least "
-                    "1, or shortcuts B or C.")
+                    f"{_number(_low(widths))} narrows the first stage below the stem's "
+                    f"{specs.STEM_FILTERS[family]} channels, and option A shortcuts "
+                    "(zero-padding) cannot reduce channels: use widths of at least 1, or "
+                    "shortcuts B or C.") from None
             n = space.counts(values)
             options.append(((n.macs or 0, n.params), values, n))
         cheapest[depth] = min(options, key=lambda o: o[0])
