@@ -305,12 +305,11 @@ def test_hyperband_trials_train_their_epoch_budget(tmp_path):
             assert len(f.read().strip().splitlines()) - 1 == row["epochs"]
 
 
-# -- memory and distribution (slow) ---------------------------------------------------------------
+# -- memory and distribution ---------------------------------------------------------------------
 
 MEMORY_MARGIN_MB = 20
 
 
-@pytest.mark.slow
 def test_memory_stays_flat_over_ten_trials(tmp_path):
     """The search's resident memory after the 10th trial is within 20 MB of that after the 2nd."""
     proc = _tune([*DIGITS, "--depths", "8", "--widths", "1", "--preact", "off",
@@ -328,7 +327,6 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
 def test_distributed_chief_and_two_workers_share_the_trials(tmp_path):
     args = [*DIGITS, "--depths", "8", "--widths", "1,2", "--max-trials", "4", "--epochs", "2",
             "--dir", "d"]
