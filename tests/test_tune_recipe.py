@@ -147,13 +147,6 @@ def _alive(pid):
         return f.read().split()[2] != "Z"
 
 
-def _rows(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return f.read().strip().splitlines()[1:]
-
-
 def test_search_end_to_end_resumes_after_a_kill(tmp_path):
     """A 3-trial search, killed (kill -9) in its second trained trial, then rerun."""
     args = [*DIGITS, "--depths", "8,14", "--widths", "1,4", "--max-params", "300K",
@@ -164,7 +157,10 @@ def test_search_end_to_end_resumes_after_a_kill(tmp_path):
     deadline, victim, child = time.time() + 300, None, None
     while time.time() < deadline and proc.poll() is None:
         started = sorted(glob.glob(str(runs / "trial_*")), key=os.path.getctime)
-        if len(started) >= 2 and len(_rows(os.path.join(started[1], "log.csv"))) == 1:
+        # Killed once the second trial's epoch-1 checkpoint is written (atomically; the
+        # log row comes just before it), before its epoch 2 ends.
+        if len(started) >= 2 and os.path.exists(
+                os.path.join(started[1], "checkpoints", "epoch-0001.npz")):
             victim, child = started[1], (_children(proc.pid) or [None])[0]
             proc.send_signal(signal.SIGKILL)
             break
