@@ -203,7 +203,8 @@ def fit_case(label, model_fn, *, batch_size, precision, steps):
         model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
 
     setup = {"backend": keras.backend.backend(), "batch_size": batch_size,
-             "precision": precision, "model": model.name, "path": "model.fit"}
+             "precision": precision, "model": model.name, "path": "model.fit",
+             "steps_per_call": steps}
     return _Timed(label, setup, step, batch_size * steps)
 
 
@@ -270,6 +271,9 @@ def compare(model="resnet56_cifar", *, batch_size=128, precision="float32", xla=
 
     from keras_resnet import specs
 
+    if isinstance(fit_steps, bool) or not isinstance(fit_steps, int) or fit_steps < 1:
+        raise ValueError(f"Invalid value for argument `fit_steps`: received {fit_steps!r}; "
+                         "expected a positive integer (steps per model.fit call).")
     unknown = [c for c in comparisons if c not in COMPARE]
     if unknown:
         raise ValueError(f"Invalid value for argument `compare`: received {unknown[0]!r}; "
@@ -457,6 +461,8 @@ def main(argv=None):
     p.add_argument("--compare", default="", help=f"comma-separated: {', '.join(COMPARE)}")
     p.add_argument("--repeats", type=int, default=5, help="interleaved repetitions (default: 5)")
     p.add_argument("--calls", type=int, default=2, help="calls per case per repetition (default: 2)")
+    p.add_argument("--fit-steps", type=int, default=10,
+                   help="steps per model.fit call in the fit comparisons (default: 10)")
     p.add_argument("--remat", action="store_true", help="rematerialise every residual block")
     p.add_argument("--depths", default=None,
                    help="comma-separated CIFAR depths: one fresh process each, the depth table")
@@ -483,7 +489,7 @@ def main(argv=None):
                 precision=args.precision, xla=args.xla,
                 steps_per_execution=args.steps_per_execution, size=args.image_size,
                 comparisons=comparisons, repeats=args.repeats, calls=args.calls,
-                remat=args.remat)
+                remat=args.remat, fit_steps=args.fit_steps)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

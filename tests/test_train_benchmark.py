@@ -19,7 +19,8 @@ def test_train_benchmark_measures_ours_and_the_comparisons_side_by_side(tmp_path
     out = tmp_path / "r.json"
     code = benchmark.main(["--train", "--model", "resnet20_cifar", "--batch-size", "4",
                            "--image-size", "32", "--compare", "fit,keras-applications",
-                           "--repeats", "2", "--calls", "1", "--json", str(out)])
+                           "--repeats", "2", "--calls", "1", "--fit-steps", "3",
+                           "--json", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
     labels = [r["label"] for r in result["results"]]
@@ -28,6 +29,7 @@ def test_train_benchmark_measures_ours_and_the_comparisons_side_by_side(tmp_path
     ours = result["results"][0]
     assert ours["parameters"] == 269_722 and ours["model"] == "resnet20"
     assert ours["steps_per_execution"] == 4 and ours["calls"] == 2
+    assert result["results"][1]["steps_per_call"] == 3
     for r in result["results"]:
         assert r["images_per_sec"] > 0 and r["seconds_per_call_median"] > 0
     assert result["results"][0]["ratio_to_keras_resnet"] == 1.0
@@ -57,3 +59,5 @@ def test_unknown_model_or_comparison_is_a_clear_error(capsys):
     assert "Invalid value for argument `model`: received 'resnet7'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="`compare`: received 'tf1'"):
         train_benchmark.compare("resnet20_cifar", comparisons=("tf1",))
+    with pytest.raises(ValueError, match="`fit_steps`: received 0; expected a positive integer"):
+        train_benchmark.compare("resnet20_cifar", comparisons=("fit",), fit_steps=0)
