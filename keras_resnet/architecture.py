@@ -379,17 +379,21 @@ def _architecture(family, block, stage_blocks, width, *, preact, ordering=None,
         **{k: v for k, v in options.items() if v is not None})
 
 
+class OptionAWidthError(ValueError):
+    """A width that narrows a stage below its input under option A shortcuts."""
+
+
 def _check_option_a(family, block, filters, out, width, options):
     """Option A zero-pads new channels: it cannot reduce a channel count, which a
     width below 1 does where the stem (never widened) feeds the first stage."""
     if options.get("shortcut") != "A" or options.get("residual") is False:
         return
     channels = specs.STEM_FILTERS[family]
+    expansion = specs.BOTTLENECK_EXPANSION if block == "bottleneck" else 1
     for s, f in enumerate(filters):
-        expansion = specs.BOTTLENECK_EXPANSION if block == "bottleneck" else 1
         stage_out = out[s] if out else f * expansion
         if stage_out < channels:
-            raise ValueError(
+            raise OptionAWidthError(
                 f"Invalid combination of arguments `width` and `shortcut`: width={width!r} "
                 f"gives stage {s + 1} {stage_out} channels, fewer than the {channels} of its "
                 "input, and option A shortcuts (zero-padding) cannot reduce channels; pass "

@@ -376,9 +376,7 @@ def resolve_space(family="cifar", input_shape=None, classes=None, *, depths=None
                       SHORTCUT: shortcut}
             try:
                 space.architecture(values)
-            except ValueError as e:   # the architecture's own check, said in the search's terms
-                if "cannot reduce channels" not in str(e):
-                    raise
+            except A.OptionAWidthError:   # the architecture's own check, in the search's terms
                 raise ValueError(
                     f"Invalid value for argument `widths`: received {given_widths!r}; width "
                     f"{_number(_low(widths))} narrows the first stage below the stem's "
