@@ -326,8 +326,8 @@ class BatchNorm(keras.layers.BatchNormalization):
 
 def _padding(strides):
     """Stride-1 convolutions pad with the convolution itself ("same" is symmetric there,
-    k // 2 on each side, and saves a padded copy of the input per convolution: measured
-    about 10% of a CIFAR ResNet-56 training step on the 2-core machine); strided ones pad
+    k // 2 on each side, and saves a padded copy of the input per convolution: CIFAR
+    ResNet-56 trained 1.2-1.3x faster on 2 CPU cores, docs/performance.md); strided ones pad
     explicitly and symmetrically before a "valid" convolution (TensorFlow's "same" would
     pad only after, which differs from torchvision, keras.applications' V2 models and
     converted weights)."""
