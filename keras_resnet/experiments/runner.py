@@ -8,7 +8,8 @@ split and the same order of examples) and the same seed. The results are read
 back from the run directories (``config.json``, ``log.csv``, ``metrics.json``),
 so a rerun that finds a configuration finished reports it without training it
 again, and an interrupted configuration resumes through the trainer's own
-checkpoints.
+checkpoints. The sweep runner (:class:`keras_resnet.runs.Sweep`) does the
+skipping, resuming, recording and the progress display.
 
 Errors and losses in the results are plain Python numbers: errors in percent
 (training error: the running error on the augmented training batches of the
@@ -19,22 +20,20 @@ without the L2 penalty, which is ``l2_loss``).
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
-import io
-import json
 import os
 import sys
-import time
+import time  # noqa: F401 - the progress display's clock (tests set it)
 
 import keras
 
 from keras_resnet.experiments.configurations import RUNNER_FIELDS, Configuration
-from keras_resnet.training.config import (ConfigError, TrainConfig, TrainingDiverged,
-                                          resolve_config)
-from keras_resnet.training.progress import fmt_seconds
-from keras_resnet.training.rundir import check_run_dir, write_json
+from keras_resnet.runs import records
+from keras_resnet.runs.jobs import Job
+from keras_resnet.runs.progress import SweepProgress, job_cost
+from keras_resnet.runs.sweep import Sweep
+from keras_resnet.training.config import ConfigError, TrainConfig, resolve_config
+from keras_resnet.training.rundir import check_run_dir
 from keras_resnet.training.trainer import Trainer, load_data
 
 # The runner's own record in each run directory: the configuration, its trainable
@@ -102,67 +101,42 @@ def configure(configurations, base, out_dir):
     return resolved
 
 
-def _rows(run_dir):
-    path = os.path.join(run_dir, "log.csv")
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def collect(configuration, run_dir):
     """The results of one configuration, read from its run directory (plain data).
 
     Returns:
         A dict: ``name``, ``label``, ``group``, ``settings``, ``paper``,
         ``source``, ``run_dir``, ``seed``, ``depth``, ``plain``, ``epochs``
-        (planned), ``status`` (``"finished"``, ``"diverged"``, ``"incomplete"``
-        or ``"not run"``), ``message``, ``history`` (a dict of per-epoch lists:
-        ``epoch``, ``train_loss``, ``train_error``, ``test_loss``,
-        ``test_error``, ``l2_loss``, ``lr``, ``epoch_seconds``), ``final`` (the
-        last epoch's values), ``seconds`` (training and evaluation time summed
-        over the epochs) and ``trainable_params`` (None if not recorded).
+        (planned), ``status`` (``"finished"``, ``"diverged"``, ``"failed"``,
+        ``"incomplete"`` or ``"not run"``), ``message``, ``history`` (a dict of
+        per-epoch lists: ``epoch``, ``train_loss``, ``train_error``,
+        ``test_loss``, ``test_error``, ``l2_loss``, ``lr``, ``epoch_seconds``),
+        ``final`` (the last epoch's values), ``seconds`` (training and evaluation
+        time summed over the epochs) and ``trainable_params`` (None if not recorded).
     """
-    saved = _read_json(os.path.join(run_dir, "config.json")) or {}
+    saved = records.read_json(os.path.join(run_dir, "config.json")) or {}
     flags = saved.get("flags", {})
-    plan = saved.get("plan", {})
-    rows = _rows(run_dir)
+    rows = records.history(run_dir)   # numbers, as the trainer logged them
     history = {k: [] for k in HISTORY_KEYS}
     for r in rows:
-        history["epoch"].append(int(r["epoch"]))
-        history["train_loss"].append(float(r["loss"]))
-        history["train_error"].append(100.0 * (1.0 - float(r["accuracy"])))
-        history["test_loss"].append(float(r["test_loss"]))
-        history["test_error"].append(100.0 * (1.0 - float(r["test_accuracy"])))
-        history["l2_loss"].append(float(r["l2_loss"]))
-        history["lr"].append(float(r["lr"]))
-        history["epoch_seconds"].append(float(r["epoch_seconds"]))
-    epochs = plan.get("epochs")
-    record = _read_json(os.path.join(run_dir, RECORD_FILE)) or {}
-    metrics = _read_json(os.path.join(run_dir, "metrics.json"))
-    if record.get("status") == "diverged":
-        status, message = "diverged", record.get("message", "")
-    elif metrics is not None and epochs is not None and rows and int(rows[-1]["epoch"]) >= epochs:
-        status, message = "finished", ""
-    elif saved:
-        status, message = "incomplete", f"{len(rows)} of {epochs} epochs"
-    else:
-        status, message = "not run", ""
+        history["epoch"].append(r["epoch"])
+        history["train_loss"].append(r["loss"])
+        history["train_error"].append(100.0 * (1.0 - r["accuracy"]))
+        history["test_loss"].append(r["test_loss"])
+        history["test_error"].append(100.0 * (1.0 - r["test_accuracy"]))
+        history["l2_loss"].append(r["l2_loss"])
+        history["lr"].append(r["lr"])
+        history["epoch_seconds"].append(r["epoch_seconds"])
+    status, message = records.state(run_dir, RECORD_FILE)
+    record = records.read_json(os.path.join(run_dir, RECORD_FILE)) or {}
     final = {k: history[k][-1] for k in HISTORY_KEYS if k != "epoch_seconds"} if rows else {}
     return {
         "name": configuration.name, "label": configuration.label,
         "group": configuration.group, "settings": configuration.settings,
         "paper": configuration.paper, "source": configuration.source,
         "run_dir": run_dir, "seed": flags.get("seed"), "depth": flags.get("depth"),
-        "plain": flags.get("plain"), "epochs": epochs, "status": status, "message": message,
+        "plain": flags.get("plain"), "epochs": saved.get("plan", {}).get("epochs"),
+        "status": status, "message": message,
         "history": history, "final": final, "seconds": sum(history["epoch_seconds"]),
         "trainable_params": record.get("trainable_params"),
     }
@@ -170,106 +144,13 @@ def collect(configuration, run_dir):
 
 def is_done(run_dir):
     """True when the run directory holds a finished or diverged run (nothing left to train)."""
-    if (_read_json(os.path.join(run_dir, RECORD_FILE)) or {}).get("status") == "diverged":
-        return True
-    saved = _read_json(os.path.join(run_dir, "config.json"))
-    if saved is None or not os.path.exists(os.path.join(run_dir, "metrics.json")):
-        return False
-    rows = _rows(run_dir)
-    return bool(rows) and int(rows[-1]["epoch"]) >= saved.get("plan", {}).get("epochs", 1 << 62)
+    return records.state(run_dir, RECORD_FILE)[0] in records.DONE
 
 
-def _cost(config):
-    """Relative cost of one epoch of ``config`` for the ETA: its depth (layers per image)."""
-    return float(config.depth) * float(config.width) ** 2
-
-
-class ExperimentProgress(keras.callbacks.Callback):
-    """The experiment's one progress display: configuration, epoch, ETA for the whole experiment.
-
-    The ETA is the measured seconds per epoch per unit of cost (a configuration's
-    depth x width^2, proportional to its multiply-adds for the same data) times
-    the cost of the epochs left, plus the first-epoch overhead (building and
-    compiling the model) measured so far for every configuration not started.
-    It shows ``--`` until an epoch after a configuration's first was measured.
-
-    Args:
-        total: int, the number of configurations in the experiment.
-        pending: list of ``(epochs left, cost per epoch)`` of the configurations
-            that will train, in order.
-        stream: where to write (default ``sys.stdout``).
-        enabled: bool, False prints nothing.
-    """
-
-    def __init__(self, total, pending, stream=None, enabled=True):
-        super().__init__()
-        self.total = total
-        self.pending = list(pending)
-        self.stream = stream or sys.stdout
-        self.enabled = enabled
-        self._steady = []        # (seconds, cost) of epochs after the first of a configuration
-        self._overheads = []     # first-epoch seconds minus a steady epoch's
-        self._first = []         # (seconds, cost) of first epochs
-        self.index = 0
-
-    def write(self, text):
-        if self.enabled:
-            self.stream.write(text + "\n")
-            self.stream.flush()
-
-    def start(self, index, name, run_dir, epochs, done_epochs, cost):
-        """Configuration ``index`` (1-based) begins, ``done_epochs`` of ``epochs`` already done."""
-        self.index, self.name, self.epochs, self.cost = index, name, epochs, cost
-        self._epoch_in_process = 0
-        self._last = None
-        if self.pending:
-            self.pending.pop(0)
-        resumed = f", resuming after epoch {done_epochs}" if done_epochs else ""
-        self.write(f"[{index}/{self.total}] {name}: {epochs} epochs{resumed} -> {run_dir}")
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self._last is None:
-            self._last = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        now = time.perf_counter()
-        seconds, self._last = now - self._last, now
-        if self._epoch_in_process == 0:
-            self._first.append((seconds, self.cost))
-        else:
-            self._steady.append((seconds, self.cost))
-        self._epoch_in_process += 1
-        logs = logs or {}
-        left = self.epochs - (epoch + 1)
-        eta = self.eta(left)
-        self.write(f"[{self.index}/{self.total}] {self.name} epoch {epoch + 1}/{self.epochs}: "
-                   f"loss {logs.get('loss', float('nan')):.4f} - train error "
-                   f"{100 * (1 - logs.get('accuracy', float('nan'))):.2f}% - test error "
-                   f"{100 * (1 - logs.get('val_accuracy', float('nan'))):.2f}% - "
-                   f"{fmt_seconds(seconds)} - experiment ETA "
-                   + ("--" if eta is None else fmt_seconds(eta)))
-
-    def finished(self, status):
-        """A configuration ended early (diverged): its epochs left no longer count."""
-        if status != "finished" and self.enabled:
-            self.write(f"[{self.index}/{self.total}] {self.name}: {status}")
-
-    def eta(self, left_in_current):
-        """Seconds left for the experiment, or None before anything was measured."""
-        if self._steady:
-            rate = sum(s for s, _ in self._steady) / sum(c for _, c in self._steady)
-            overheads = [max(0.0, s - rate * c) for s, c in self._first]
-            overhead = sum(overheads) / len(overheads) if overheads else 0.0
-        elif self._first and left_in_current == 0 and all(e <= 1 for e, _ in self.pending):
-            # Only first epochs are left: they cost what first epochs cost.
-            rate = sum(s for s, _ in self._first) / sum(c for _, c in self._first)
-            overhead = 0.0
-        else:   # a first epoch includes building and compiling: wait for a steady one
-            return None
-        total = left_in_current * self.cost * rate
-        for epochs, cost in self.pending:
-            total += epochs * cost * rate + overhead
-        return total
+# The experiment's progress display is the sweep's (its ETA named "experiment ETA").
+def ExperimentProgress(total, pending, stream=None, enabled=True):  # noqa: N802 - a class before
+    """The sweep's :class:`~keras_resnet.runs.SweepProgress`, its ETA named for the experiment."""
+    return SweepProgress(total, pending, stream=stream, enabled=enabled, what="experiment")
 
 
 def _data_key(config):
@@ -347,76 +228,21 @@ def run_experiment(configurations, base, out_dir, *, data=None, strategy=None, c
         strategy = make_strategy(base.gpus)
     # Check every configuration (builder arguments, batch against the data ...)
     # before the first trains: constructing a Trainer checks and writes nothing.
-    todo = []
+    jobs, pending = [], []
     for c, config in resolved:
+        job = Job(c.name, config, record={"label": c.label, "settings": c.settings})
+        jobs.append(job)
         if is_done(config.run_dir):
             continue
         trainer = Trainer(config, data=data_for(config), strategy=strategy, verbose=False)
-        todo.append((c, config, trainer.plan.epochs - _last_epoch(config.run_dir)))
+        pending.append((trainer.plan.epochs - records.last_epoch(config.run_dir),
+                        job_cost(config)))
         del trainer
-    progress = ExperimentProgress(len(resolved), [(left, _cost(cfg)) for _, cfg, left in todo],
-                                  stream=stream, enabled=verbose)
-    training = {c.name for c, _, _ in todo}
-    for index, (c, config) in enumerate(resolved, 1):
-        if c.name not in training:
-            if verbose:
-                previous = collect(c, config.run_dir)
-                progress.write(f"[{index}/{len(resolved)}] {c.name}: {previous['status']} in "
-                               f"an earlier run ({config.run_dir}), not retrained")
-            continue
-        trainer = Trainer(config, data=data_for(config), strategy=strategy,
-                          callbacks=[progress, *(callbacks or [])], verbose=False)
-        progress.start(index, c.name, config.run_dir, trainer.plan.epochs,
-                       _last_epoch(config.run_dir), _cost(config))
-        status, message = "finished", ""
-        try:
-            # The trainer announces its run on stdout; the experiment shows one display.
-            with contextlib.redirect_stdout(io.StringIO()), _quiet_retracing():
-                trainer.run()
-        except TrainingDiverged as e:
-            status, message = "diverged", str(e)
-        else:   # "finished", or "incomplete" when a callback stopped the run early
-            status = collect(c, config.run_dir)["status"]
-        _write_record(c, trainer, status, message)
-        progress.finished(status)
-        del trainer
-        keras.backend.clear_session()
+    progress = ExperimentProgress(len(resolved), pending, stream=stream, enabled=verbose)
+    # The trainers print nothing (verbose=False): the experiment shows one display.
+    sweep = Sweep(data=data_for, strategy=strategy, callbacks=callbacks, verbose=False,
+                  progress=progress, record_file=RECORD_FILE)
+    sweep.run_all(jobs)
     results = [collect(c, config.run_dir) for c, config in resolved]
     base_flags = {k: v for k, v in base.flags().items() if k not in RUNNER_FIELDS}
     return {"out_dir": out_dir, "base": base_flags, "configurations": results}
-
-
-@contextlib.contextmanager
-def _quiet_retracing():
-    """Silence TensorFlow's "N out of the last M calls ... triggered tf.function retracing".
-
-    Every configuration is a new model, so its steps are traced anew: expected
-    here, and the warning would suggest a problem that is not there. Other
-    warnings still show; the logger's level is restored afterwards.
-    """
-    import logging
-
-    logger = logging.getLogger("tensorflow")
-    level = logger.level
-    if keras.backend.backend() == "tensorflow":
-        logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _last_epoch(run_dir):
-    rows = _rows(run_dir)
-    return int(rows[-1]["epoch"]) if rows else 0
-
-
-def _write_record(configuration, trainer, status, message):
-    """Write the runner's record (RECORD_FILE) into the configuration's run directory."""
-    import math
-
-    params = int(sum(math.prod(v.shape) for v in trainer.model.trainable_variables))
-    write_json(os.path.join(trainer.run_dir, RECORD_FILE), {
-        "name": configuration.name, "label": configuration.label,
-        "settings": configuration.settings, "trainable_params": params, "status": status,
-        "message": message})

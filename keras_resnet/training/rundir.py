@@ -20,6 +20,7 @@ import csv
 import datetime
 import io
 import json
+import math
 import os
 
 from keras_resnet.training.checkpoints import fsync_dir
@@ -28,6 +29,33 @@ from keras_resnet.training.config import (RESUME_FREE, ConfigError, RunDirError,
 
 LOG_FIELDS = ("epoch", "steps", "lr", "loss", "l2_loss", "accuracy", "test_loss",
               "test_accuracy", "epoch_seconds", "images_per_sec")
+# How log.csv writes each number (the file's format). The rows the trainer keeps and
+# RunLog reads back are numbers; text exists only in the file.
+LOG_FORMATS = {"epoch": "d", "steps": "d", "lr": ".6g", "loss": ".6f", "l2_loss": ".6f",
+               "accuracy": ".6f", "test_loss": ".6f", "test_accuracy": ".6f",
+               "epoch_seconds": ".3f", "images_per_sec": ".1f"}
+
+
+def log_row(**values):
+    """A log row of numbers, each rounded to the precision log.csv keeps.
+
+    Rounding once, here, makes a row the trainer holds equal to the same row read
+    back from log.csv (a resumed run's history matches an uninterrupted one's).
+    """
+    row = {}
+    for key, value in values.items():
+        spec = LOG_FORMATS.get(key)
+        if spec == "d":
+            row[key] = int(value)
+        elif spec == ".6g":
+            value = float(value)   # six significant digits: round() counts decimals
+            row[key] = round(value, 5 - math.floor(math.log10(abs(value)))) \
+                if value and math.isfinite(value) else value
+        elif spec is not None:
+            row[key] = round(float(value), int(spec[1:-1]))
+        else:
+            row[key] = value
+    return row
 
 
 def default_run_name(config):
@@ -107,16 +135,21 @@ class RunLog:
         self.path = path
 
     def rows(self):
+        """The rows as numbers (``epoch`` and ``steps`` ints, the rest floats)."""
         if not os.path.exists(self.path):
             return []
         with open(self.path, newline="") as f:
-            return list(csv.DictReader(f))
+            return [{k: (int(v) if LOG_FORMATS.get(k) == "d" else float(v))
+                     if k in LOG_FORMATS and v not in (None, "") else v
+                     for k, v in row.items()} for row in csv.DictReader(f)]
 
     def _write(self, rows):
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, LOG_FIELDS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        for row in rows:
+            writer.writerow({k: format(v, LOG_FORMATS[k]) if k in LOG_FORMATS and
+                             isinstance(v, (int, float)) else v for k, v in row.items()})
         write_atomic(self.path, buffer.getvalue())
 
     def truncate(self, last_epoch):

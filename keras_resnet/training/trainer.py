@@ -32,7 +32,8 @@ from keras_resnet.training.model import (build_model, builder_kwargs, check_buil
                                          decay_variables, make_optimizer)
 from keras_resnet.training.plan import make_plan
 from keras_resnet.training.progress import Progress, Timer, fmt_seconds
-from keras_resnet.training.rundir import (RunLog, check_run_dir, default_run_name, write_json)
+from keras_resnet.training.rundir import (RunLog, check_run_dir, default_run_name, log_row,
+                                          write_json)
 from keras_resnet.training.schedules import make_schedule
 
 # Read the metrics back to the host (progress, NaN check) every this many steps.
@@ -267,7 +268,7 @@ class Trainer:
         self._say(f"Run directory: {self.run_dir}")
 
     def _log_every(self):
-        kind = "gpu" if getattr(self.engine, "gpu", False) else "cpu"
+        kind = "gpu" if self.engine.gpu else "cpu"
         return self.config.log_every or DEFAULT_LOG_EVERY[kind]
 
     def train_epoch(self, epoch, iterator):
@@ -314,10 +315,10 @@ class Trainer:
         seconds = timer()
         loss, l2, correct = host
         lr = float(make_schedule(plan.schedule)(plan.first_step(epoch)))
-        return {"epoch": epoch, "steps": plan.first_step(epoch) + steps, "lr": f"{lr:.6g}",
-                "loss": f"{loss / steps:.6f}", "l2_loss": f"{l2 / steps:.6f}",
-                "accuracy": f"{correct / (steps * plan.global_batch):.6f}",
-                "images_per_sec": f"{steps * plan.global_batch / seconds:.1f}",
+        return {**log_row(epoch=epoch, steps=plan.first_step(epoch) + steps, lr=lr,
+                          loss=loss / steps, l2_loss=l2 / steps,
+                          accuracy=correct / (steps * plan.global_batch),
+                          images_per_sec=steps * plan.global_batch / seconds),
                 "_train_seconds": seconds, "_images": steps * plan.global_batch}
 
     def _diverged(self, epoch, first, last, value):
@@ -339,8 +340,8 @@ class Trainer:
         eval_seconds = timer()
         train_seconds, images = row.pop("_train_seconds"), row.pop("_images")
         epoch_seconds = train_seconds + eval_seconds
-        row.update({"test_loss": f"{test_loss:.6f}", "test_accuracy": f"{test_acc:.6f}",
-                    "epoch_seconds": f"{epoch_seconds:.3f}"})
+        row.update(log_row(test_loss=test_loss, test_accuracy=test_acc,
+                           epoch_seconds=epoch_seconds))
         self._epoch_times.append(epoch_seconds)
         self._throughput.append((images, train_seconds))
         self._train_seconds += train_seconds
@@ -350,16 +351,16 @@ class Trainer:
             self._scalars(epoch, row)
         if not self.smoke:
             self.save_checkpoint(epoch)
-        logs = {"loss": float(row["loss"]), "accuracy": float(row["accuracy"]),
+        logs = {"loss": row["loss"], "accuracy": row["accuracy"],
                 "val_loss": test_loss, "val_accuracy": test_acc,
-                "l2_loss": float(row["l2_loss"]), "lr": float(row["lr"])}
+                "l2_loss": row["l2_loss"], "lr": row["lr"]}
         if callbacks is not None:
             callbacks.on_epoch_end(epoch - 1, logs)
         self.progress.eval_seconds(eval_seconds)
         self.progress.end_epoch(epoch, {
-            "loss": row["loss"], "accuracy": row["accuracy"],
-            "test_accuracy": row["test_accuracy"], "time": fmt_seconds(epoch_seconds),
-            "img/s": row["images_per_sec"]},
+            "loss": f"{row['loss']:.6f}", "accuracy": f"{row['accuracy']:.6f}",
+            "test_accuracy": f"{row['test_accuracy']:.6f}", "time": fmt_seconds(epoch_seconds),
+            "img/s": f"{row['images_per_sec']:.1f}"},
             steps_left=plan.total_steps - min(plan.total_steps, epoch * plan.steps_per_epoch),
             epochs_left=plan.epochs - epoch)
         return test_loss, test_acc
@@ -383,7 +384,7 @@ class Trainer:
         with self._writer.as_default(step=epoch):
             for key in ("lr", "loss", "l2_loss", "accuracy", "test_loss", "test_accuracy",
                         "images_per_sec"):
-                tf.summary.write(key, tf.constant(float(row[key]), tf.float32), step=epoch,
+                tf.summary.write(key, tf.constant(row[key], tf.float32), step=epoch,
                                  metadata=metadata.SerializeToString())
             self._writer.flush()
 
@@ -435,9 +436,8 @@ class Trainer:
         rows = self.history
         metrics = {"test_accuracy": None}
         if rows:
-            metrics = {"test_accuracy": float(rows[-1]["test_accuracy"]),
-                       "test_loss": float(rows[-1]["test_loss"]),
-                       "epochs_completed": int(rows[-1]["epoch"])}
+            metrics = {"test_accuracy": rows[-1]["test_accuracy"],
+                       "test_loss": rows[-1]["test_loss"], "epochs_completed": rows[-1]["epoch"]}
         metadata = {"dataset": self.data.name,
                     "builder": {"name": "ResNet", "kwargs": self.builder},
                     "metrics": metrics, "run_dir": os.path.abspath(self.run_dir),
