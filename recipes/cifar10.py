@@ -4,15 +4,13 @@
     python recipes/cifar10.py --dataset digits        # `make demo`: ResNet-20 on the digits
 
 Every flag: ``python recipes/cifar10.py --help``. The logic lives in
-:mod:`keras_resnet.training`.
+:mod:`keras_resnet.training` (the command line in
+:mod:`keras_resnet.cli.train`; also ``keras-resnet train cifar10``).
 """
 
-import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from keras_resnet.training.cli import main  # noqa: E402  (imports neither keras nor TensorFlow)
+from keras_resnet.cli.train import main  # imports neither Keras nor TensorFlow
 
 if __name__ == "__main__":
     sys.exit(main("cifar10"))

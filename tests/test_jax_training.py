@@ -135,7 +135,7 @@ def test_imagenet_recipe_on_synthetic_images_under_jax(tmp_path):
 def test_jax_refuses_what_it_cannot_do(tmp_path):
     code = """
         import sys
-        from keras_resnet.training.cli import main
+        from keras_resnet.cli.train import main
         for args in (["--dataset", "cifar10"], ["--dataset", "digits", "--precision",
                      "mixed_float16"], ["--dataset", "digits", "--gpus", "4"]):
             print("CODE", main("cifar10", args + ["--run-dir", sys.argv[1]]))

@@ -17,7 +17,7 @@ pytestmark = requires_tensorflow
 tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 
-from keras_resnet import training  # noqa: E402
+from keras_resnet.cli import train as train_cli  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ISSUE_FLAGS = ("--depth", "--preact", "--width", "--shortcut", "--plain", "--drop-path-rate",
@@ -38,7 +38,7 @@ def _env(**extra):
 
 @pytest.mark.parametrize("recipe", ["cifar10", "imagenet"])
 def test_help_explains_every_flag_with_its_default(recipe):
-    parser = training.build_parser(recipe)
+    parser = train_cli.build_parser(recipe)
     text = parser.format_help()
     for flag in ISSUE_FLAGS:
         assert flag in text, flag
@@ -55,7 +55,7 @@ def test_help_explains_every_flag_with_its_default(recipe):
 def test_help_and_bad_flags_answer_without_importing_keras(recipe):
     """--help and flag errors are answered before keras/TensorFlow/JAX are imported."""
     script = (f"import sys; sys.argv = ['recipes/{recipe}.py'] + sys.argv[1:]\n"
-              "from keras_resnet.training.cli import main\n"
+              "from keras_resnet.cli.train import main\n"
               "try:\n    code = main('" + recipe + "')\nexcept SystemExit as e:\n"
               "    code = e.code\n"
               "heavy = sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules)\n"
@@ -67,7 +67,7 @@ def test_help_and_bad_flags_answer_without_importing_keras(recipe):
 
 
 def _main(recipe, args, capsys):
-    code = training.main(recipe, args)
+    code = train_cli.main(recipe, args)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

@@ -11,7 +11,11 @@ Modules, each one concern:
 * ``progress``: the one progress display;
 * ``engine_tf`` / ``engine_jax``: the steps and the distribution per backend;
 * ``trainer``: the loop, as a few named steps;
-* ``cli``: the recipes' command line (parses before importing keras).
+* ``environment``: the backend's environment, and importing it quietly;
+* ``report``: the run's last lines (what was written where, what to run next).
+
+The command line (``recipes/cifar10.py``, ``keras-resnet train``) is
+:mod:`keras_resnet.cli.train`.
 
 The public names below are imported lazily, so ``import keras_resnet.training``
 (and the recipes' ``--help``) does not import keras or TensorFlow.
@@ -34,7 +38,6 @@ _LAZY = {
     "build_model": "model", "builder_kwargs": "model", "make_optimizer": "model",
     "make_schedule": "schedules", "WarmupSchedule": "schedules",
     "CheckpointMismatch": "checkpoints", "make_strategy": "engine_tf",
-    "main": "cli", "build_parser": "cli",
 }
 
 __all__ = ["ConfigError", "RunDirError", "TrainConfig", "TrainingDiverged", "resolve_config",

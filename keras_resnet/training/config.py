@@ -1,7 +1,10 @@
 """What a training run is: its settings (:class:`TrainConfig`) and their checks.
 
 Backend-free and cheap to import (no keras, no TensorFlow): the command line
-parses and checks flags with it before anything heavy is imported.
+parses and checks flags with it before anything heavy is imported. Each
+setting is declared once, with its help text and allowed values beside the
+field (:func:`setting`); :mod:`keras_resnet.cli.fields` turns the fields into
+command-line flags.
 """
 
 from __future__ import annotations
@@ -10,14 +13,24 @@ import dataclasses
 import math
 import os
 
+from keras_resnet import specs
+
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 SCHEDULES = ("step", "cosine")
 ZERO_INIT = ("auto", "on", "off")
 RECIPES = ("cifar10", "imagenet")
-CIFAR_DATASETS = ("cifar10", "cifar100", "digits", "synthetic")
-IMAGENET_DATASETS = ("imagenet2012", "synthetic")
-DATASETS = {"cifar10": CIFAR_DATASETS, "imagenet": IMAGENET_DATASETS}
+# The one table of the datasets the command lines name, by the recipe that trains on
+# them (the search and the experiments train with the CIFAR recipe; the analyses take
+# the CIFAR recipe's labelled datasets). keras_resnet.data.DATASETS is what the loader
+# can load: every name here is one of them.
+DATASETS = {"cifar10": ("cifar10", "cifar100", "digits", "synthetic"),
+            "imagenet": ("imagenet2012", "synthetic")}
+CIFAR_DATASETS = DATASETS["cifar10"]
+IMAGENET_DATASETS = DATASETS["imagenet"]
 BACKENDS = ("tensorflow", "jax")
+# Training images of the datasets whose size is known without loading them (the
+# command lines refuse a larger --batch-size before TensorFlow is imported).
+TRAIN_SIZES = {"digits": 1437, "cifar10": 50000, "cifar100": 50000, "imagenet2012": 1281167}
 # Reference global batch of each recipe: ``lr`` is the learning rate at this
 # batch and the learning rate used is ``lr * batch_size / reference``
 # (He et al. 2015: 0.1 at 128 on CIFAR, 0.1 at 256 on ImageNet; Goyal et al. 2017).
@@ -33,6 +46,44 @@ RESUME_FREE = ("run_dir", "export", "no_export", "quiet", "gpus", "xla", "determ
                "steps_per_execution", "log_every", "backend")
 # The builder's extras a run may set (keras_resnet.ResNet checks their values).
 MODEL_EXTRAS = ("block", "ordering", "skip", "gate_bias", "dropout_rate", "stride_at")
+
+
+def setting(default=None, *, help, choices=None, type=None, flag=None, negative=None,
+            factory=None):
+    """A dataclass field that carries its command-line description.
+
+    Args:
+        default: the field's default (``factory``: a default factory instead).
+        help: the flag's help text; ``{name}`` placeholders are filled by the
+            command that shows it (e.g. the recipe's default depth).
+        choices: the allowed values, or None.
+        type: the function that turns the flag's text into the value (default:
+            the field's type; booleans are on/off flags); it raises ValueError
+            with a message in the user's words.
+        flag: the flag's spelling (default: ``--`` and the name with dashes).
+        negative: for a tri-state ``bool | None`` field, the flag that sets False.
+    """
+    metadata = {"help": help, "choices": choices, "type": type, "flag": flag,
+                "negative": negative}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def int_list(text):
+    """``"20,56"`` -> ``(20, 56)``: the one parser of comma-separated integers.
+
+    Raises:
+        ValueError: in the user's words, for text that is not such a list.
+
+    >>> int_list("20, 56,")
+    (20, 56)
+    """
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a comma-separated list of integers, e.g. "
+                         "20,56") from None
 
 
 class ConfigError(ValueError):
@@ -51,6 +102,22 @@ class RunDirError(RuntimeError):
 
 
 @dataclasses.dataclass
+class ModelExtras:
+    """The builder extras the training command line offers (into ``TrainConfig.model_extras``)."""
+
+    block: str | None = setting(help="block kind (default: from the depth table)",
+                                choices=specs.BLOCKS)
+    ordering: str | None = setting(
+        help="unit ordering of He et al. 2016, Fig. 4 (default: post; --preact: full_preact)",
+        choices=specs.ORDERINGS)
+    skip: str | None = setting(
+        help="shortcut function of He et al. 2016, Fig. 2 (default: identity)",
+        choices=specs.SKIPS)
+    gate_bias: float | None = setting(
+        help="initial gate bias b_g of the gating skips (default: -6)")
+
+
+@dataclasses.dataclass
 class TrainConfig:
     """Every setting of a training run: the recipes' flags (None: the recipe's default).
 
@@ -60,43 +127,84 @@ class TrainConfig:
     ``{"skip": "exclusive_gating", "gate_bias": -2.0}``.
     """
 
-    recipe: str = "cifar10"
-    dataset: str | None = None
-    data_dir: str | None = None
-    holdout: bool = False
-    image_size: int | None = None
-    synthetic_examples: int | None = None
-    depth: int | None = None
-    preact: bool = False
-    width: float = 1.0
-    shortcut: str | None = None
-    plain: bool = False
-    drop_path_rate: float = 0.0
-    model_extras: dict = dataclasses.field(default_factory=dict)
-    epochs: int | None = None
-    steps: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str | None = None
-    warmup_epochs: float | None = None
-    label_smoothing: float = 0.0
-    zero_init: str = "auto"
-    sync_bn: bool = False
-    remat: bool = False
-    gpus: int | None = None
-    precision: str = "float32"
-    xla: bool = False
-    seed: int = 0
-    deterministic: bool | None = None
-    steps_per_execution: int | None = None
-    log_every: int | None = None
-    backend: str | None = None
-    run_dir: str | None = None
-    export: str | None = None
-    no_export: bool = False
-    quiet: bool = False
+    recipe: str = setting("cifar10", help="the recipe: cifar10 or imagenet", choices=RECIPES)
+    dataset: str | None = setting(help="one of {datasets} (default: {dataset})")
+    data_dir: str | None = setting(
+        help="train on image folders DIR/train/<class>/ and DIR/val/<class>/ instead of "
+             "--dataset")
+    holdout: bool = setting(
+        False, help="evaluate on 10%% of the training images held out (CIFAR-10: the paper's "
+                    "45k/5k split) instead of the test set")
+    image_size: int | None = setting(
+        help="input size for --dataset synthetic and --data-dir (default: {image_size})")
+    synthetic_examples: int | None = setting(
+        help="training images of --dataset synthetic (random pixels and labels; the test set "
+             "has a quarter as many) (default: 1024)")
+    depth: int | None = setting(help="network depth (default: {depth})")
+    preact: bool = setting(False, help="full pre-activation units (He et al. 2016)")
+    width: float = setting(1.0, help="widening factor k of every stage")
+    shortcut: str | None = setting(
+        help="shortcut option (default: A for CIFAR basic nets, else B)",
+        choices=specs.SHORTCUTS)
+    plain: bool = setting(False, help="the plain twin: the same layers, no shortcuts")
+    drop_path_rate: float = setting(0.0, help="stochastic depth, linear decay over the blocks")
+    model_extras: dict = setting(
+        help="further builder extras (command line: --block, --ordering, --skip, --gate-bias)",
+        factory=dict)
+    epochs: int | None = setting(help="training epochs (default: {epochs})")
+    steps: int | None = setting(help="training iterations instead of --epochs{steps}")
+    batch_size: int | None = setting(help="global batch, split over all replicas "
+                                          "(default: {batch_size})")
+    lr: float | None = setting(help="learning rate at batch {reference}; the run uses lr x "
+                                    "batch/{reference} (default: {lr})")
+    momentum: float = setting(0.9, help="SGD momentum")
+    weight_decay: float = setting(
+        1e-4, help="L2 penalty weight_decay/2 x sum(w^2) over conv and dense kernels, added "
+                   "to the loss (the papers' SGD weight decay)")
+    schedule: str | None = setting(help="{schedule}", choices=SCHEDULES)
+    warmup_epochs: float | None = setting(
+        help="linear warm-up from lr to lr x batch/256 (default: 5 when the batch is above "
+             "256, else 0)")
+    label_smoothing: float = setting(0.0, help="label smoothing epsilon")
+    zero_init: str = setting(
+        "auto", help="zero-initialise the last BatchNorm gamma of each block; auto: when the "
+                     "global batch is above {reference} (Goyal et al. 2017)", choices=ZERO_INIT)
+    sync_bn: bool = setting(
+        False, help="BatchNorm statistics over all replicas (small per-replica batches)")
+    remat: bool = setting(
+        False, help="recompute each block's activations in the backward pass: less memory "
+                    "for very deep nets, about one more forward pass of compute (JAX)")
+    gpus: int | None = setting(
+        help="data-parallel over N GPUs (tf.distribute.MirroredStrategy, per worker under "
+             "TF_CONFIG; jax: keras.distribution.DataParallel); 0: CPU (default: 1 GPU if "
+             "present, else the CPU)")
+    precision: str = setting(
+        "float32", help="mixed_float16 uses loss scaling, mixed_bfloat16 none; the classifier "
+                        "and the loss stay float32", choices=PRECISIONS)
+    xla: bool = setting(False, help="XLA-compile the forward and backward pass (TensorFlow; "
+                                    "the JAX backend always compiles with XLA)")
+    seed: int = setting(0, help="seed of initialisation, data order and augmentation")
+    deterministic: bool | None = setting(
+        help="deterministic ops: bit-identical reruns on the same machine and software "
+             "(default: on for the CPU, off on GPUs, where it selects slower kernels)",
+        negative=("--nondeterministic", "allow nondeterministic (faster) ops (default: on GPUs)"))
+    steps_per_execution: int | None = setting(
+        help="train steps per compiled call (default: 4 on CPU, 32 on GPU)")
+    log_every: int | None = setting(
+        help="read metrics back from the device every N steps: progress and the NaN check "
+             "(default: 4 on CPU, 128 on GPU)")
+    backend: str | None = setting(
+        help="Keras backend (default: $KERAS_BACKEND, else tensorflow); jax runs --dataset "
+             "digits and synthetic without TensorFlow, and on a CPU trains about 10x slower "
+             "than tensorflow (use it for GPUs)", choices=BACKENDS)
+    run_dir: str | None = setting(
+        help="run directory; rerunning with the same one resumes it "
+             "(default: runs/<dataset>_<model>_<time>)")
+    export: str | None = setting(
+        help="export directory (default: saved_models/<run-name>; runs shorter than one epoch "
+             "export only when this is given)")
+    no_export: bool = setting(False, help="do not export the trained model")
+    quiet: bool = setting(False, help="no progress display")
 
     def flags(self):
         """The settings as a JSON-serialisable dict (written to ``config.json``)."""
@@ -214,3 +322,35 @@ def resolve_config(config):
         else:
             c.epochs = 90
     return c
+
+
+def preflight(config):
+    """The checks of a resolved ``config`` that need neither Keras nor the data.
+
+    The command lines run them before TensorFlow is imported, so these
+    mistakes are answered at once: the model's arguments (a depth the family
+    does not have, an ordering that contradicts ``--preact``, ...), a missing
+    ``--data-dir``, and a batch larger than a dataset of known size.
+
+    Raises:
+        ConfigError: naming the flag, the value received and what is allowed.
+    """
+    from keras_resnet import architecture
+
+    c = config
+    kwargs = dict(c.model_extras)
+    try:
+        architecture.resolve_resnet(
+            c.depth, preact=c.preact, family="cifar" if c.recipe == "cifar10" else "imagenet",
+            width=c.width, shortcut=c.shortcut, residual=not c.plain,
+            drop_path_rate=c.drop_path_rate, **kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(str(e)) from None
+    if c.data_dir is not None and not os.path.isdir(c.data_dir):
+        raise ConfigError(f"--data-dir {c.data_dir} is not an existing folder; expected "
+                          "DIR/train/<class>/ and DIR/val/<class>/ image folders.")
+    size = (c.synthetic_examples or 1024) if c.dataset == "synthetic" \
+        else TRAIN_SIZES.get(c.dataset)
+    if size is not None and c.batch_size > size:
+        raise ConfigError(f"--batch-size {c.batch_size} is larger than the {size} training "
+                          "images.")

@@ -474,7 +474,7 @@ def finish(config, tuner, data, strategy, out):
 
 def retrain(config, tuner, trial, data, strategy, out):
     """Retrain ``trial``'s configuration for ``config.final_epochs`` and export it."""
-    from keras_resnet.training.cli import report
+    from keras_resnet.training.report import report
 
     base = os.path.basename(os.path.normpath(config.directory))
     final = dataclasses.replace(

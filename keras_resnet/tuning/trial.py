@@ -74,7 +74,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     exit_with_parent(argv[0] if argv else None)
     payload = json.load(sys.stdin)
-    from keras_resnet.training.cli import prepare_environment
+    from keras_resnet.training.environment import prepare_environment
     from keras_resnet.training.config import TrainConfig
 
     config = TrainConfig(**payload["config"])
