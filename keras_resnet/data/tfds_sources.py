@@ -7,6 +7,10 @@ The loading code is the real one; it is tested offline under
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
+import urllib.parse
 
 import numpy as np
 
@@ -18,6 +22,9 @@ from keras_resnet.data.input_data import InputData, make_input_data
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck"]
 IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
+# TFDS first looks for a prepared copy on Google Cloud Storage, then downloads from the source.
+TFDS_GCS_HOST = "storage.googleapis.com"
+REACH_TIMEOUT_S = 3.0
 
 
 def tfds_root(tfds_data_dir=None):
@@ -36,7 +43,72 @@ def _one_line(error):
     return f"{type(error).__name__}: {text[:300]}"
 
 
-def _builder(name, tfds_data_dir, download_config=None):
+def reachable(hosts, port=443, timeout=REACH_TIMEOUT_S):
+    """The hosts among ``hosts`` that open a TCP connection on ``port`` within ``timeout`` s.
+
+    All hosts are tried at once, each in a daemon thread, so that neither a
+    silent DNS server nor several hosts stretch the wait past ``timeout``
+    (``socket.create_connection`` bounds the connect, not the name lookup).
+    """
+    answered = set()
+
+    def connect(host):
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            answered.add(host)
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=connect, args=(h,), daemon=True) for h in hosts]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return set(answered)
+
+
+def _downloaded(builder, root, url):
+    """Whether TFDS's download cache under ``root`` already holds ``url`` (checksum known)."""
+    from etils import epath
+    from tensorflow_datasets.core.download import resource as resource_lib
+
+    info = builder.url_infos.get(url)
+    if info is None:
+        return False
+    fname = resource_lib.get_dl_fname(url, info.checksum)
+    downloads = os.path.join(root, "downloads")
+    return any(resource_lib.is_locally_cached(epath.Path(folder) / fname)
+               for folder in (os.path.join(downloads, builder.name), downloads))
+
+
+def offline_reason(builder, root, timeout=REACH_TIMEOUT_S):
+    """Why TFDS cannot fetch ``builder``'s data now, in a few words; None when it can.
+
+    TFDS retries an unreachable host for minutes before it gives up; this
+    answers within ``timeout`` seconds. The data can be fetched when every
+    archive is in the download cache, or the source hosts or TFDS's Cloud
+    Storage copy answer.
+    """
+    urls = sorted(builder.url_infos or {})
+    if not urls or all(_downloaded(builder, root, url) for url in urls):
+        return None
+    hosts = sorted({urllib.parse.urlsplit(url).hostname for url in urls})
+    answered = reachable(hosts + [TFDS_GCS_HOST], timeout=timeout)
+    if TFDS_GCS_HOST in answered or answered.issuperset(hosts):
+        return None
+    return (f"offline: {', '.join(hosts)} and {TFDS_GCS_HOST} not reachable within "
+            f"{timeout:g} s, and {os.path.join(root, 'downloads')} holds no download of it")
+
+
+def _not_fetched(name, root, reason):
+    return DataError(
+        f"Could not download and prepare `name`={name!r} (--dataset) with TensorFlow Datasets "
+        f"into {root} ({reason}); check the network and disk, set `tfds_data_dir`/"
+        f"$TFDS_DATA_DIR, or use --dataset digits|synthetic or --data-dir.")
+
+
+def _builder(name, tfds_data_dir, download_config=None, check_network=True):
     """A prepared TFDS builder (downloads and prepares when needed)."""
     try:
         import tensorflow_datasets as tfds
@@ -45,14 +117,16 @@ def _builder(name, tfds_data_dir, download_config=None):
     root = tfds_root(tfds_data_dir)
     builder = tfds.builder(name, data_dir=root)
     if not builder.is_prepared():
+        # tfds.testing.mock_data places the builder in its own folder and fakes the
+        # download: there is nothing to fetch then.
+        fetches = check_network and os.path.abspath(builder.data_dir).startswith(root + os.sep)
+        reason = offline_reason(builder, root) if fetches else None
+        if reason is not None:
+            raise _not_fetched(name, root, reason)
         try:
             builder.download_and_prepare(download_config=download_config)
         except Exception as e:  # network, disk, corrupt archive: one clear line
-            raise DataError(
-                f"Could not download and prepare `name`={name!r} (--dataset) with TensorFlow "
-                f"Datasets into {root} ({_one_line(e)}); check the network and disk, set "
-                f"`tfds_data_dir`/$TFDS_DATA_DIR, or use --dataset digits|synthetic or --data-dir."
-            ) from e
+            raise _not_fetched(name, root, _one_line(e)) from e
     return builder
 
 
@@ -120,7 +194,9 @@ def load_imagenet(seed, holdout, image_size, tfds_data_dir):
                 f"after registering) must be in {manual} (TFDS's manual dir; set "
                 f"`tfds_data_dir`/$TFDS_DATA_DIR to move it), or use --data-dir DIR with "
                 f"train/<class>/ and val/<class>/ image folders.")
-        builder = _builder(name, tfds_data_dir, tfds.download.DownloadConfig(manual_dir=manual))
+        # Prepared from the manual archives: no network needed.
+        builder = _builder(name, tfds_data_dir, tfds.download.DownloadConfig(manual_dir=manual),
+                           check_network=False)
     size = image_size or 224
     spec = prep.make_spec((size, size), prep.IMAGENET_MEAN, prep.IMAGENET_STD,
                           resize="center_crop")
