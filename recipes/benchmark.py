@@ -6,18 +6,18 @@
     python recipes/benchmark.py --inference                     # ResNet-20 (32x32) and ResNet-50 (224x224)
     python recipes/benchmark.py --build
 
-The logic lives in :mod:`keras_resnet.train_benchmark` and :mod:`keras_resnet.benchmark`.
+The logic lives in :mod:`keras_resnet.bench`.
 """
 
 import os
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")   # see keras_resnet/training/cli.py
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")   # see keras_resnet/training/environment.py
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from keras_resnet.benchmark import main  # noqa: E402
+from keras_resnet.bench.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,15 +4,13 @@
     python recipes/degradation.py --dataset digits --seeds 1,2,3  # on 2 CPU cores, no download
 
 Every flag: ``python recipes/degradation.py --help``. The logic lives in
-:mod:`keras_resnet.experiments`.
+:mod:`keras_resnet.experiments` (the command line in
+:mod:`keras_resnet.cli.experiment`; also ``keras-resnet experiment degradation``).
 """
 
-import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from keras_resnet.experiments.cli import main  # noqa: E402  (imports neither keras nor TensorFlow)
+from keras_resnet.cli.experiment import main  # imports neither Keras nor TensorFlow
 
 if __name__ == "__main__":
     sys.exit(main("degradation"))

@@ -5,15 +5,13 @@
     python recipes/identity_mappings.py --table units --dataset digits       # small, on a CPU
 
 Every flag: ``python recipes/identity_mappings.py --help``. The logic lives in
-:mod:`keras_resnet.experiments`.
+:mod:`keras_resnet.experiments` (the command line in
+:mod:`keras_resnet.cli.experiment`; also ``keras-resnet experiment identity_mappings``).
 """
 
-import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from keras_resnet.experiments.cli import main  # noqa: E402  (imports neither keras nor TensorFlow)
+from keras_resnet.cli.experiment import main  # imports neither Keras nor TensorFlow
 
 if __name__ == "__main__":
     sys.exit(main("identity_mappings"))

@@ -4,15 +4,13 @@
     python recipes/tune.py --dataset cifar10 --tuner hyperband --epochs 30 --max-params 1M
 
 Every flag: ``python recipes/tune.py --help``. The logic lives in
-:mod:`keras_resnet.tuning`.
+:mod:`keras_resnet.tuning` (the command line in
+:mod:`keras_resnet.cli.tune`; also ``keras-resnet tune``).
 """
 
-import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from keras_resnet.tuning.cli import main  # noqa: E402  (imports neither keras nor TensorFlow)
+from keras_resnet.cli.tune import main  # imports neither Keras nor TensorFlow
 
 if __name__ == "__main__":
     sys.exit(main())

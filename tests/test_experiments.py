@@ -195,7 +195,8 @@ def test_curves_plot_draws_every_row(tmp_path):
 
 @pytest.mark.parametrize("experiment, args, message", [
     ("degradation", ["--depths", "20,21"], "--depths 21 is not a depth of the CIFAR family"),
-    ("degradation", ["--depths", "20,x"], "--depths expects comma-separated integers"),
+    ("degradation", ["--depths", "20,x"],
+     "argument --depths: '20,x' is not a comma-separated list of integers"),
     ("degradation", ["--dataset", "mnist"], "argument --dataset: invalid choice: 'mnist'"),
     ("degradation", ["--seeds", "1,1"], "--seeds 1,1: expected distinct seeds"),
     ("degradation", ["--lr", "-1"], "--lr must be positive; received -1.0"),
@@ -206,7 +207,7 @@ def test_curves_plot_draws_every_row(tmp_path):
 ])
 def test_bad_arguments_exit_2_with_one_line_and_write_nothing(experiment, args, message,
                                                               tmp_path, capsys):
-    from keras_resnet.experiments.cli import main
+    from keras_resnet.cli.experiment import main
 
     out = tmp_path / "out"
     code = main(experiment, [*args, "--out", str(out)])
@@ -222,7 +223,7 @@ def test_help_and_bad_input_answer_without_importing_keras(recipe):
     """``--help`` and a bad depth are answered before keras, TensorFlow or JAX is imported."""
     bad = ["--depths", "21"] if recipe == "degradation" else ["--table", "skips", "--depth", "21"]
     script = ("import sys\n"
-              "from keras_resnet.experiments.cli import main\n"
+              "from keras_resnet.cli.experiment import main\n"
               f"codes = [main({recipe!r}, ['--help']), main({recipe!r}, {bad!r})]\n"
               "heavy = sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules)\n"
               "print('HEAVY', heavy, 'CODES', codes)")
@@ -403,7 +404,7 @@ def test_progress_eta_counts_every_configuration_left(monkeypatch):
 def test_degradation_recipe_writes_json_plot_and_table(tmp_path, capsys):
     from PIL import Image
 
-    from keras_resnet.experiments.cli import main
+    from keras_resnet.cli.experiment import main
 
     out = tmp_path / "deg"
     code = main("degradation", [*TINY, "--depths", "8", "--epochs", "1", "--out", str(out)])
@@ -425,7 +426,7 @@ def test_degradation_recipe_writes_json_plot_and_table(tmp_path, capsys):
 
 
 def _identity_mappings_recipe(table, depth, tmp_path, capsys):
-    from keras_resnet.experiments.cli import main
+    from keras_resnet.cli.experiment import main
 
     out = tmp_path / table
     code = main("identity_mappings", [*TINY, "--table", table, "--depth", depth, "--epochs",
@@ -511,7 +512,7 @@ def test_degradation_direction_on_the_digits_three_seeds_recipe_defaults(tmp_pat
     """The recipe's digits defaults over seeds 1, 2, 3 (docs/experiments.md): for every
     seed the deepest plain net trains worse than the shallowest, the deepest residual
     net at least as well as the shallowest."""
-    from keras_resnet.experiments.cli import DIGITS_DEGRADATION, main
+    from keras_resnet.cli.experiment import DIGITS_DEGRADATION, main
 
     out = tmp_path / "deg"
     assert main("degradation", ["--dataset", "digits", "--seeds", "1,2,3", "--quiet",

@@ -87,7 +87,7 @@ def _check_rows(rows):
 def test_help_and_bad_input_answer_without_keras_and_write_nothing(tmp_path, args, code,
                                                                    message):
     script = ("import sys; sys.argv = ['recipes/tune.py'] + sys.argv[1:]\n"
-              "from keras_resnet.tuning.cli import main\n"
+              "from keras_resnet.cli.tune import main\n"
               "code = main()\n"
               "heavy = sorted(m for m in ('keras', 'tensorflow', 'jax', 'keras_tuner') "
               "if m in sys.modules)\n"

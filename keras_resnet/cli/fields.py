@@ -105,7 +105,7 @@ def add_fields(group, cls, names, *, context=None, **overrides):
             exclusive.add_argument(negative[0], dest=name, action="store_const", const=False,
                                    help=_fill(negative[1], context))
             continue
-        if kind is bool:
+        if kind is bool and not meta.get("type"):
             kwargs["action"] = "store_true"
         else:
             parse = meta.get("type") or kind

@@ -4,6 +4,7 @@ DATA = ("dataset", "data_dir", "holdout", "image_size", "synthetic_examples")
 LENGTH = ("epochs", "steps")        # one or the other (a mutually exclusive group)
 OPTIMISATION = ("batch_size", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs",
                 "label_smoothing")
-HARDWARE = ("backend", "gpus", "precision", "xla", "sync_bn", "remat", "steps_per_execution",
+HARDWARE = ("backend", "gpus", "precision", "xla", "sync_bn", "remat", "unroll",
+            "steps_per_execution",
             "log_every", "seed", "deterministic")
 OUTPUT = ("run_dir", "export", "no_export", "quiet")

@@ -11,8 +11,9 @@ Modules, each one concern:
 * ``report``: the final errors as text, CSV and Markdown tables (no keras);
 * ``plots``: the pictures, PNG and SVG (matplotlib, no keras);
 * ``papers``: the whole experiments the recipes run (:func:`run_degradation`,
-  :func:`run_identity_mappings`);
-* ``cli``: the recipes' command lines (parse before importing keras).
+  :func:`run_identity_mappings`).
+
+The recipes' command lines are :mod:`keras_resnet.cli.experiment`.
 
 The names below are imported lazily: ``import keras_resnet.experiments`` (and
 the recipes' ``--help``) imports neither keras nor TensorFlow.

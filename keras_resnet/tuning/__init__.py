@@ -20,8 +20,9 @@ Modules:
 * ``hypermodel``: :class:`ResNetHyperModel` and :class:`OverBudget`;
 * ``oracles``: :func:`budgeted`, in-budget trial accounting for any tuner;
 * ``search``: the recipe's search, each trial through ``keras_resnet.training``;
-* ``results``: results.csv, the Pareto front, results.png, the ranked table;
-* ``cli``: the command line of ``recipes/tune.py`` (parses before importing Keras).
+* ``results``: results.csv, the Pareto front, results.png, the ranked table.
+
+The command line of ``recipes/tune.py`` is :mod:`keras_resnet.cli.tune`.
 
 The names below load lazily: ``import keras_resnet.tuning`` imports neither Keras
 nor KerasTuner.

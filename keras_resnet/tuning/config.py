@@ -13,7 +13,9 @@ import json
 import os
 import re
 
-from keras_resnet.training.config import ConfigError, TrainConfig, resolve_config
+from keras_resnet import specs
+from keras_resnet.training.config import (ConfigError, TrainConfig, int_list, resolve_config,
+                                          setting)
 from keras_resnet.tuning import space as S
 
 TUNERS = ("random", "bayesian", "hyperband")
@@ -38,6 +40,63 @@ SPACE_FLAGS = {"depths": "--depths", "widths": "--widths", "preact": "--preact",
                "blocks": "--blocks", "shortcuts": "--shortcuts",
                "learning_rates": "--learning-rates", "weight_decays": "--weight-decays",
                "max_params": "--max-params", "max_macs": "--max-macs"}
+
+
+def numbers(kind=float, allow_range=True):
+    """The parser of a list flag: ``1,2,4`` (choices) or ``1:4`` (a (min, max) range)."""
+    def parse(text):
+        if kind is int and not allow_range:
+            return list(int_list(text))
+        try:
+            if allow_range and ":" in text:
+                low, high = (kind(x) for x in text.split(":"))
+                return (low, high)
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            form = "a comma-separated list" + (" or MIN:MAX" if allow_range else "")
+            raise ValueError(f"{text!r} is not {form} of "
+                             f"{'integers' if kind is int else 'numbers'}") from None
+    parse.__name__ = "list"
+    return parse
+
+
+def number(text):
+    """``1.5`` -> 1.5, ``2`` -> 2 (an int where the text is one)."""
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() \
+        else value
+
+
+def count(text):
+    """A budget: ``1000000``, ``1e6``, ``1_000_000``, ``1M``, ``500K``, ``2G``."""
+    scale = {"K": 1e3, "M": 1e6, "G": 1e9}
+    t = text.strip().upper().replace("_", "")
+    try:
+        value = float(t[:-1]) * scale[t[-1]] if t and t[-1] in scale else float(t)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a count (1000000, 1e6, 1M, 500K)") from None
+    return int(value) if value.is_integer() else value
+
+
+def names(allowed):
+    """The parser of a comma-separated list of names among ``allowed``."""
+    def parse(text):
+        values = [x.strip() for x in text.split(",") if x.strip()]
+        for v in values:
+            if v not in allowed:
+                raise ValueError(f"{v!r} is not one of {', '.join(allowed)}")
+        return values
+    return parse
+
+
+# --preact on the command line: search both, or fix it.
+PREACT = {"both": (False, True), "on": (True,), "off": (False,)}
+
+
+def preact_choice(text):
+    if text not in PREACT:
+        raise ValueError(f"invalid choice: {text!r} (choose from {', '.join(PREACT)})")
+    return PREACT[text]
 
 
 @dataclasses.dataclass
@@ -68,27 +127,56 @@ class SearchConfig:
         in_process: bool, train every trial in the search's process instead of a
             process of its own (faster to start; memory grows with every trial,
             see :mod:`keras_resnet.tuning.trial`).
+
+    Each field's command-line flag is declared beside it.
     """
 
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    directory: str | None = None
-    tuner: str = "random"
-    max_trials: int = 10
-    epochs: int | None = None
-    factor: int = 3
-    depths: list | None = None
-    widths: list | tuple = S.DEFAULT_WIDTHS
-    preact: list | tuple | bool = (False, True)
-    blocks: list | None = None
-    shortcuts: list | None = None
-    learning_rates: list | tuple | None = None
-    weight_decays: list | tuple | None = None
-    max_params: int | None = None
-    max_macs: int | None = None
-    final_epochs: int | None = None
-    verbose: bool = False
-    quiet: bool = False
-    in_process: bool = False
+    train: TrainConfig = setting(help="the training recipe of every trial", factory=TrainConfig)
+    directory: str | None = setting(
+        help="search directory; rerunning with the same one resumes "
+             "(default: searches/<dataset>-<tuner>)", flag="--dir")
+    tuner: str = setting("random", help="KerasTuner oracle", choices=TUNERS)
+    max_trials: int = setting(
+        10, help="in-budget trials to train (random, bayesian); rejected candidates do not "
+                 "count")
+    epochs: int | None = setting(
+        help=f"epochs per trial; Hyperband's most (default: {DEFAULT_EPOCHS['digits']} on the "
+             f"digits, else {DEFAULT_EPOCHS_OTHER})")
+    factor: int = setting(3, help="Hyperband's reduction factor")
+    depths: list | None = setting(
+        help="depths, e.g. 20,32,56 (default: every CIFAR depth, 6n+2 and 9n+2, up to "
+             f"{S.DEFAULT_MAX_CIFAR_DEPTH}, that fits the budget)",
+        type=numbers(int, allow_range=False))
+    widths: list | tuple = setting(
+        S.DEFAULT_WIDTHS, help="widening factors: a list 1,2,4 or a range MIN:MAX (integers: "
+                               "every integer; decimals: continuous) (default: 1,2,4)",
+        type=numbers(number))
+    preact: list | tuple | bool = setting(
+        (False, True), help="full pre-activation units: search both, or fix on/off (one of "
+                            "both, on, off) (default: both)", type=preact_choice)
+    blocks: list | None = setting(
+        help="basic and/or bottleneck (default: each depth's block from the table)",
+        type=names(specs.BLOCKS))
+    shortcuts: list | None = setting(
+        help="shortcut options among A,B,C (default: A for basic nets, B for bottlenecks)",
+        type=names(specs.SHORTCUTS))
+    learning_rates: list | tuple | None = setting(
+        help="learning rates at batch 128 (the run uses lr x batch/128): a list, or MIN:MAX "
+             "sampled on a log scale (default: 0.1)", type=numbers())
+    weight_decays: list | tuple | None = setting(
+        help="L2 weight decay: a list or MIN:MAX (default: 1e-4)", type=numbers())
+    max_params: int | None = setting(
+        help="most trainable parameters of a candidate, e.g. 1M (rejected before any weight "
+             "is allocated)", type=count)
+    max_macs: int | None = setting(help="most multiply-adds per image, e.g. 50M", type=count)
+    final_epochs: int | None = setting(
+        help="retrain the best configuration for N epochs and export it")
+    verbose: bool = setting(False, help="show each trial's training display")
+    quiet: bool = setting(False, help="no line per trial")
+    in_process: bool = setting(
+        False, help="train every trial in this process rather than one process per trial: "
+                    "faster to start, but TensorFlow keeps every trial's graphs, so memory "
+                    "grows trial after trial")
 
     def space_kwargs(self):
         return {name: getattr(self, name) for name in SPACE_FLAGS}
