@@ -20,18 +20,30 @@ TensorFlow is never imported for the digits and synthetic datasets.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import queue
+import random
+import sys
 import threading
 
 import keras
 import numpy as np
 
 from keras_resnet.training.config import ConfigError
+from keras_resnet.training.engine import (Engine, evaluation_sums, outputs_are_logits,
+                                          train_objective)
 
-DEFAULT_STEPS_PER_EXECUTION = {"gpu": 32, "cpu": 4}
+
+def _tensorflow_installed_but_not_loaded():
+    if "tensorflow" in sys.modules:
+        return False
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):   # hidden or broken: keras will not load it either
+        return False
 
 
-class JaxEngine:
+class JaxEngine(Engine):
     """Steps, input and state of a run under the JAX backend."""
 
     backend = "jax"
@@ -46,54 +58,37 @@ class JaxEngine:
         if config.precision == "mixed_float16":
             raise ConfigError("--precision mixed_float16 needs loss scaling, which the JAX "
                               "engine does not do; use --precision mixed_bfloat16 under JAX.")
-        if config.sync_bn:
-            pass   # under DataParallel the statistics are over the global batch already
+        # --sync-bn needs nothing here: under DataParallel the step is one SPMD
+        # program over the global batch, so BatchNorm's statistics are global.
         count = len(gpus) if config.gpus is None else config.gpus
         count = min(count, 1) if config.gpus is None else count
         self.devices = gpus[:count] if count else jax.devices("cpu")[:1]
-        self.gpu = bool(count)
-        self.replicas = len(self.devices)
         self.distribution = None
-        if self.replicas > 1:
+        if len(self.devices) > 1:
             self.distribution = keras.distribution.DataParallel(devices=self.devices)
-        self.name = "DataParallel" if self.distribution else (
-            "SingleDevice(gpu)" if self.gpu else "SingleDevice(cpu)")
-        self.chief = jax.process_index() == 0
-        self.deterministic = (not self.gpu) if config.deterministic is None else config.deterministic
-        self.steps_per_execution = (config.steps_per_execution
-                                    or DEFAULT_STEPS_PER_EXECUTION["gpu" if self.gpu else "cpu"])
-        self.config = config
+        name = "DataParallel" if self.distribution else (
+            "SingleDevice(gpu)" if count else "SingleDevice(cpu)")
+        super().__init__(config, name=name, chief=jax.process_index() == 0,
+                         replicas=len(self.devices), gpu=bool(count))
         self._state = None
 
-    def worker_label(self):
-        return None
-
     def set_global_state(self, seed):
-        import sys
-
-        if "tensorflow" in sys.modules:
-            keras.utils.set_random_seed(seed)
-        else:
-            # keras.utils.set_random_seed would import TensorFlow when it is installed
-            # (to seed it too), seconds of start-up a JAX run does not need: the same
-            # seeding without it (Keras's global seed is private state).
-            import random
-
-            from keras.src.backend.common import global_state
-            from keras.src.random import seed_generator
-
-            global_state.set_global_attribute("global_random_seed", seed)
-            global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+        if _tensorflow_installed_but_not_loaded():
+            # keras.utils.set_random_seed would import TensorFlow (to seed it too):
+            # seconds of start-up a JAX run does not need. What a JAX run draws from
+            # is seeded without it: every keras.random.SeedGenerator made without a
+            # seed draws its seed from Python's `random`, the NumPy input from NumPy
+            # generators, and the traced step can use only seeded generators (JAX
+            # refuses Keras's global generator under jit).
             random.seed(seed)
             np.random.seed(seed)
+        else:
+            keras.utils.set_random_seed(seed)
         if self.distribution is not None:
             keras.distribution.set_distribution(self.distribution)
 
     def scope(self):
         return self.distribution.scope() if self.distribution else contextlib.nullcontext()
-
-    def new_counter(self):
-        return None
 
     # -- shardings -------------------------------------------------------------------
     def _shardings(self):
@@ -127,23 +122,24 @@ class JaxEngine:
         self.model, self.optimizer = model, optimizer
         decayed_ids = {id(v) for v in decayed}
         decay_mask = [id(v) in decayed_ids for v in model.trainable_variables]
+        from_logits = outputs_are_logits(model)
+        # Identical blocks of a stage run as one jax.lax.scan over stacked variables
+        # (training/scan.py): the compiled step does not grow with depth.
+        from keras_resnet.training.scan import scan_layout
+
+        self._scan = scan_layout(model, optimizer, unroll=getattr(self.config, "unroll", False))
+        forward, apply = model.stateless_call, optimizer.stateless_apply
+        if self._scan is not None:
+            forward, apply = self._scan.forward, self._scan.apply
+            decay_mask = self._scan.compact_mask(decay_mask)
 
         def loss_fn(trainable, non_trainable, images, labels):
-            probs, non_trainable = model.stateless_call(trainable, non_trainable, images,
-                                                        training=True)
-            probs = probs.astype("float32")
-            if label_smoothing:
-                onehot = jax.nn.one_hot(labels, classes)
-                targets = onehot * (1 - label_smoothing) + label_smoothing / classes
-                per_example = -jnp.sum(targets * jnp.log(jnp.clip(probs, 1e-7, 1.0)), axis=-1)
-            else:
-                picked = jnp.take_along_axis(probs, labels[:, None].astype("int32"), axis=-1)
-                per_example = -jnp.log(jnp.clip(picked[:, 0], 1e-7, 1.0))
-            loss = jnp.mean(per_example)
-            l2 = sum(0.5 * jnp.sum(jnp.square(w.astype("float32")))
-                     for w, keep in zip(trainable, decay_mask) if keep)
-            l2 = weight_decay * l2
-            correct = jnp.sum((jnp.argmax(probs, -1) == labels).astype("float32"))
+            # The step sees the global batch (SPMD): the mean loss, the penalty once.
+            outputs, non_trainable = forward(trainable, non_trainable, images, training=True)
+            loss, l2, correct = train_objective(
+                outputs, labels, [w for w, keep in zip(trainable, decay_mask) if keep],
+                classes=classes, weight_decay=weight_decay, label_smoothing=label_smoothing,
+                global_batch=global_batch, from_logits=from_logits)
             return loss + l2, (loss, l2, correct, non_trainable)
 
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -153,7 +149,7 @@ class JaxEngine:
             images, labels = inputs(batch)
             (_, (loss, l2, correct, non_trainable)), grads = grad_fn(
                 trainable, non_trainable, images, labels)
-            trainable, opt_vars = optimizer.stateless_apply(opt_vars, grads, trainable)
+            trainable, opt_vars = apply(opt_vars, grads, trainable)
             return (trainable, non_trainable, opt_vars), jnp.stack([loss, l2, correct])
 
         def train_steps(state, batches):
@@ -161,21 +157,13 @@ class JaxEngine:
             return state, jnp.sum(out, axis=0)
 
         def eval_step(trainable, non_trainable, images, labels):
-            # Labels < 0 mark padding (the last batch, padded to a multiple of the devices).
-            probs, _ = model.stateless_call(trainable, non_trainable, images, training=False)
-            probs = probs.astype("float32")
-            valid = labels >= 0
-            safe = jnp.where(valid, labels, 0).astype("int32")
-            picked = jnp.take_along_axis(probs, safe[:, None], axis=-1)[:, 0]
-            loss = jnp.sum(jnp.where(valid, -jnp.log(jnp.clip(picked, 1e-7, 1.0)), 0.0))
-            correct = jnp.sum((valid & (jnp.argmax(probs, -1) == safe)).astype("float32"))
-            return jnp.stack([loss, correct])
+            outputs, _ = forward(trainable, non_trainable, images, training=False)
+            return evaluation_sums(outputs, labels, classes=classes, from_logits=from_logits)
 
         self._train_steps = jax.jit(train_steps, donate_argnums=(0,))
         self._eval = jax.jit(eval_step)
         self._stack_sharding, self._batch_sharding, self._replicated = self._shardings()
         self._state = None
-        self._test = None
 
     def _pull_state(self):
         """The device state: (trainable, non-trainable, optimizer) variable values."""
@@ -183,13 +171,16 @@ class JaxEngine:
             self._state = ([v.value for v in self.model.trainable_variables],
                            [v.value for v in self.model.non_trainable_variables],
                            [v.value for v in self.optimizer.variables])
+            if self._scan is not None:
+                self._state = self._scan.pack_state(self._state)
         return self._state
 
     def finish_state(self):
         """Write the device state back into the Keras variables."""
         if self._state is None:
             return
-        trainable, non_trainable, opt_vars = self._state
+        trainable, non_trainable, opt_vars = (self._state if self._scan is None
+                                              else self._scan.unpack_state(self._state))
         for v, x in zip(self.model.trainable_variables, trainable):
             v.assign(x)
         for v, x in zip(self.model.non_trainable_variables, non_trainable):
@@ -212,19 +203,9 @@ class JaxEngine:
         self._state = state
         return sums
 
-    def train_step(self, batch):
-        batches = self._put(*(np.asarray(a)[None] for a in batch))
-        state, sums = self._train_steps(self._pull_state(), batches)
-        self._state = state
-        return tuple(np.asarray(sums))
-
-    @staticmethod
-    def add(a, b):
-        return a + b
-
-    @staticmethod
-    def to_host(sums):
-        return tuple(float(v) for v in np.asarray(sums))
+    def repeat_batch(self, images, labels):
+        """The same global batch every step (each stack of ``n`` placed once)."""
+        return _Repeat(self, np.asarray(images), np.asarray(labels))
 
     def sync_replicas(self):
         """Write the device state back (evaluation and checkpoints read the Keras variables)."""
@@ -236,29 +217,36 @@ class JaxEngine:
                                          crops_on_device=data.augment == "imagenet")
         return _Prefetcher(source)
 
-    def evaluate(self, data, batch_size):
-        trainable = [v.value for v in self.model.trainable_variables]
-        non_trainable = [v.value for v in self.model.non_trainable_variables]
-        total, count = np.zeros(2), 0
-        for images, labels in data.numpy_test_batches(batch_size):
-            n = len(labels)
-            if n % self.replicas:
-                pad = self.replicas - n % self.replicas
-                images = np.concatenate([images, np.repeat(images[-1:], pad, 0)])
-                labels = np.concatenate([labels, np.full(pad, -1, labels.dtype)])
-            x, y = self._put(images, labels, stacked=False)
-            total += np.asarray(self._eval(trainable, non_trainable, x, y))
-            count += n
-        return total[0] / max(count, 1), total[1] / max(count, 1)
+    def _test_batches(self, data, batch_size):
+        self._eval_vars = ([v.value for v in self.model.trainable_variables],
+                           [v.value for v in self.model.non_trainable_variables])
+        if self._scan is not None:
+            self._eval_vars = self._scan.pack(*self._eval_vars)
+        return data.numpy_test_batches(batch_size)
 
-    # -- state -----------------------------------------------------------------------
-    @staticmethod
-    def read(variable):
-        return np.asarray(keras.ops.convert_to_numpy(variable.value))
+    def _eval_batch(self, batch):
+        images, labels = batch
+        n = len(labels)
+        if n % self.replicas:   # pad to a multiple of the devices; labels -1 count for nothing
+            pad = self.replicas - n % self.replicas
+            images = np.concatenate([images, np.repeat(images[-1:], pad, 0)])
+            labels = np.concatenate([labels, np.full(pad, -1, labels.dtype)])
+        x, y = self._put(images, labels, stacked=False)
+        return self._eval(*self._eval_vars, x, y)
 
-    @staticmethod
-    def assign(variable, value):
-        variable.assign(value)
+
+class _Repeat:
+    """A :meth:`JaxEngine.run_steps` iterator giving one batch every step, kept on the devices."""
+
+    def __init__(self, engine, images, labels):
+        self._engine, self._images, self._labels = engine, images, labels
+        self._stacks = {}
+
+    def next_stack(self, n):
+        if n not in self._stacks:
+            self._stacks[n] = self._engine._put(np.repeat(self._images[None], n, axis=0),
+                                                np.repeat(self._labels[None], n, axis=0))
+        return self._stacks[n]
 
 
 class _Prefetcher:

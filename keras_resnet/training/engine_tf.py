@@ -19,14 +19,11 @@ import json
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_resnet.training.config import ConfigError
-
-# Train steps per tf.function call: enough to hide the per-call overhead on a
-# GPU; on a CPU a step (tens of ms and up) dwarfs the call, so fewer suffice.
-DEFAULT_STEPS_PER_EXECUTION = {"gpu": 32, "cpu": 4}
+from keras_resnet.training.engine import (Engine, evaluation_sums, outputs_are_logits,
+                                          train_objective)
 
 
 def _tf_config():
@@ -89,7 +86,7 @@ def _uses_gpu(strategy):
     return any("GPU" in d.upper() for d in devices)
 
 
-class TFEngine:
+class TFEngine(Engine):
     """Steps, input and replica state of a run under a ``tf.distribute`` strategy."""
 
     backend = "tensorflow"
@@ -99,15 +96,11 @@ class TFEngine:
             raise ConfigError("--remat runs under the JAX backend (--backend jax); under "
                               "TensorFlow, lower --batch-size instead.")
         self.strategy = strategy if strategy is not None else make_strategy(config.gpus)
-        self.chief = is_chief(self.strategy)
-        self.replicas = self.strategy.num_replicas_in_sync
-        self.name = strategy_name(self.strategy)
-        self.gpu = _uses_gpu(self.strategy)
-        self.deterministic = (not self.gpu) if config.deterministic is None else config.deterministic
-        self.steps_per_execution = (config.steps_per_execution
-                                    or DEFAULT_STEPS_PER_EXECUTION["gpu" if self.gpu else "cpu"])
+        super().__init__(config, name=strategy_name(self.strategy),
+                         chief=is_chief(self.strategy),
+                         replicas=self.strategy.num_replicas_in_sync,
+                         gpu=_uses_gpu(self.strategy))
         self.multi_worker = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        self.config = config
 
     # -- placement ---------------------------------------------------------------
     def worker_label(self):
@@ -126,72 +119,54 @@ class TFEngine:
     def scope(self):
         return self.strategy.scope()
 
-    def new_counter(self):
-        """A strategy-independent int64 variable (the trainer's epoch counter)."""
-        return tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-
     # -- steps -------------------------------------------------------------------
     def compile(self, model, optimizer, decayed, *, classes, weight_decay, label_smoothing,
                 global_batch, xla=False, preprocessing=None):
         """Make the multi-step train function, the evaluation step and the replica sync."""
-        strategy = self.strategy
+        strategy, replicas = self.strategy, self.replicas
+        from_logits = outputs_are_logits(model)
 
         def forward_backward(images, labels):
             with tf.GradientTape() as tape:
-                probs = model(images, training=True)
-                if label_smoothing:
-                    onehot = tf.one_hot(labels, classes, dtype=tf.float32)
-                    per_example = keras.losses.categorical_crossentropy(
-                        onehot, probs, label_smoothing=label_smoothing)
-                else:
-                    per_example = keras.losses.sparse_categorical_crossentropy(labels, probs)
-                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-                l2 = weight_decay * tf.add_n(
-                    [tf.nn.l2_loss(tf.cast(v.value, tf.float32)) for v in decayed])
-                # Each replica adds l2 / replicas: the all-reduced sum adds it once.
-                l2 = tf.nn.scale_regularization_loss(l2)
+                outputs = model(images, training=True)
+                loss, l2, correct = train_objective(
+                    outputs, labels, [v.value for v in decayed], classes=classes,
+                    weight_decay=weight_decay, label_smoothing=label_smoothing,
+                    global_batch=global_batch, replicas=replicas, from_logits=from_logits)
                 scaled = optimizer.scale_loss(loss + l2)
             grads = tape.gradient(scaled, model.trainable_variables)
-            correct = tf.reduce_sum(tf.cast(
-                tf.equal(tf.argmax(probs, -1, output_type=tf.int32), tf.cast(labels, tf.int32)),
-                tf.float32))
-            return grads, loss, l2, correct
+            return grads, tf.stack([loss, l2, correct])
 
         if xla:
             forward_backward = tf.function(forward_backward, jit_compile=True)
 
         def replica_train(images, labels):
-            grads, loss, l2, correct = forward_backward(images, labels)
+            grads, sums = forward_backward(images, labels)
             optimizer.apply(grads, model.trainable_variables)
-            return loss, l2, correct
+            return sums
 
         @tf.function
         def train_steps(iterator, n):
-            sums = (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))
+            sums = tf.zeros(3)
             for _ in tf.range(n):
                 per_replica = strategy.run(replica_train, args=next(iterator))
-                step = [strategy.reduce("SUM", v, axis=None) for v in per_replica]
-                sums = tuple(a + b for a, b in zip(sums, step))
+                sums = sums + strategy.reduce("SUM", per_replica, axis=None)
             return sums
 
         def replica_eval(images, labels):
-            probs = model(images, training=False)
-            per_example = keras.losses.sparse_categorical_crossentropy(labels, probs)
-            correct = tf.cast(tf.equal(tf.argmax(probs, -1, output_type=tf.int32),
-                                       tf.cast(labels, tf.int32)), tf.float32)
-            return (tf.reduce_sum(per_example), tf.reduce_sum(correct),
-                    tf.cast(tf.shape(labels)[0], tf.float32))
+            return evaluation_sums(model(images, training=False), labels, classes=classes,
+                                   from_logits=from_logits)
 
         @tf.function
         def eval_step(batch):
-            per_replica = strategy.run(replica_eval, args=batch)
-            return [strategy.reduce("SUM", v, axis=None) for v in per_replica]
+            return strategy.reduce("SUM", strategy.run(replica_eval, args=batch), axis=None)
 
         # BatchNorm moving statistics are local to each replica (Keras creates them
         # with aggregation "none"): each replica updates its copy from its own part
         # of the batch. At the end of every epoch they are replaced by their mean
         # over all replicas, so every replica and worker evaluates and checkpoints
-        # the same model.
+        # the same model. (--sync-bn, set on the layers by build_model, makes the
+        # batch statistics themselves global.)
         stats = [v for v in model.non_trainable_variables
                  if "float" in str(v.dtype) and "seed" not in v.path]
 
@@ -206,26 +181,17 @@ class TFEngine:
         def sync_step():
             strategy.run(replica_sync)
 
-        self._train_steps, self.eval_step = train_steps, eval_step
+        self._train_steps, self._eval_step = train_steps, eval_step
         self._sync = sync_step if (self.replicas > 1 and stats) else None
         self._test = None
-
-    def train_step(self, batch):
-        """One train step on one global batch (for tests and tools): (loss, l2, correct)."""
-        iterator = iter(self._distribute(tf.data.Dataset.from_tensors(batch).repeat()))
-        return self._train_steps(iterator, tf.constant(1))
 
     def run_steps(self, iterator, n):
         """Run ``n`` train steps; return the device sums (loss, l2, correct) without syncing."""
         return self._train_steps(iterator, tf.constant(n, tf.int32))
 
-    @staticmethod
-    def add(a, b):
-        return tuple(x + y for x, y in zip(a, b))
-
-    @staticmethod
-    def to_host(sums):
-        return tuple(float(v) for v in sums)
+    def repeat_batch(self, images, labels):
+        """The same global batch every step, split over the replicas by the strategy."""
+        return iter(self._distribute(tf.data.Dataset.from_tensors((images, labels)).repeat()))
 
     def sync_replicas(self):
         """Average the replicas' BatchNorm statistics (end of an epoch)."""
@@ -265,28 +231,13 @@ class TFEngine:
                               num_shards=ctx.num_input_pipelines,
                               shard_index=ctx.input_pipeline_id, end_epoch=plan.epochs + 1)
 
-    def evaluate(self, data, batch_size):
-        """Test loss and accuracy over the whole test set (one host read at the end)."""
-        if self._test is None:
+    def _test_batches(self, data, batch_size):
+        if self._test is None:   # built once: every epoch evaluates the same batches
             self._test = self._distribute(data.test_dataset(batch_size))
-        loss = correct = count = tf.constant(0.0)
-        for batch in self._test:
-            l, k, n = self.eval_step(batch)
-            loss, correct, count = loss + l, correct + k, count + n
-        loss, correct, count = float(loss), float(correct), float(count)
-        return loss / max(count, 1.0), correct / max(count, 1.0)
+        return self._test
 
-    # -- state -----------------------------------------------------------------------
-    @staticmethod
-    def read(variable):
-        return np.asarray(keras.ops.convert_to_numpy(variable.value))
-
-    @staticmethod
-    def assign(variable, value):
-        variable.assign(value)
-
-    def finish_state(self):
-        """Nothing to write back: TensorFlow updates the Keras variables in place."""
+    def _eval_batch(self, batch):
+        return self._eval_step(batch)
 
 
 def epochs_dataset(data, batch_size, start_epoch, steps_per_epoch, *, num_shards=1, shard_index=0,
