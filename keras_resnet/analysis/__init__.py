@@ -11,7 +11,7 @@
 
 Every analysis returns plain JSON-serialisable data. The recipes
 ``recipes/lesion.py``, ``recipes/paths.py`` and ``recipes/shattered_gradients.py``
-run them from the command line (:mod:`keras_resnet.analysis.cli`).
+run them from the command line (:mod:`keras_resnet.cli.analyze`).
 """
 
 from keras_resnet.analysis.inputs import load_arrays

@@ -1,9 +1,8 @@
-"""Command lines of ``recipes/lesion.py``, ``recipes/paths.py`` and ``recipes/shattered_gradients.py``.
+"""``keras-resnet analyze lesion|paths|shattered_gradients`` and their recipes.
 
 Arguments are parsed before Keras (and TensorFlow) is imported, so ``--help``
-and argument errors answer at once: this module imports only the standard
-library at the top (the recipes load it by file path for that reason) and
-the analyses inside :func:`main`.
+and argument errors answer at once; the analyses are imported inside
+:func:`main`.
 
 Exit codes: 0 done; 2 bad input (one line on stderr, nothing written).
 Outputs go to ``--out DIR`` (created if missing; it may hold other files):
@@ -14,53 +13,44 @@ atomically. An existing output of the same analysis is not replaced unless
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 
+from keras_resnet.cli.fields import Parser, argument_type
+from keras_resnet.specs import ORDERINGS
+from keras_resnet.training.config import DATASETS as TRAINING_DATASETS
+from keras_resnet.training.config import int_list
+
 RECIPES = ("lesion", "paths", "shattered_gradients")
-DATASETS = ("digits", "cifar10", "cifar100")
-ORDERINGS = ("post", "bn_after_add", "relu_before_add", "relu_preact", "full_preact")
+# The labelled datasets of the CIFAR recipe (synthetic images have nothing to analyse).
+DATASETS = tuple(d for d in TRAINING_DATASETS["cifar10"] if d != "synthetic")
 
 
 class UsageError(ValueError):
     """Bad command-line input found after parsing: one line on stderr, exit code 2."""
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
-    def _get_help_string(self, action):
-        if "default" in (action.help or "") or action.default in (None, False, argparse.SUPPRESS):
-            return action.help
-        return super()._get_help_string(action)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage dump), exit code 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _int_list(text):
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
+def _at_least_one(text):
+    values = int_list(text)
     if not values:
-        raise argparse.ArgumentTypeError("expected at least one int")
-    return values
+        raise ValueError("expected at least one integer")
+    return list(values)
 
 
-def _positive(text):
+def _positive_int(text):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int, got {text!r}") from None
+        raise ValueError(f"expected an int, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {value}")
+        raise ValueError(f"expected an int >= 1, got {value}")
     return value
+
+
+_int_list = argument_type(_at_least_one, "int_list")
+_positive = argument_type(_positive_int, "positive_int")
 
 
 def _model_and_data_flags(p, split_default):
@@ -91,10 +81,10 @@ def _output_flags(p):
     o.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def build_parser(recipe):
+def build_parser(recipe, prog=None):
     """The argparse parser of ``recipes/<recipe>.py``."""
     if recipe == "lesion":
-        p = _Parser(prog="recipes/lesion.py", formatter_class=_Formatter, description=(
+        p = Parser(prog=prog or "recipes/lesion.py", description=(
             "Lesion study of a trained model (Veit et al. 2016, Fig. 3-5): delete each block in "
             "turn (residual nets lose the block's residual branch and keep its shortcut; plain "
             "nets lose the whole block where its input and output shapes match), delete k "
@@ -116,7 +106,7 @@ def build_parser(recipe):
                        help="an earlier lesion.json to draw beside this one (e.g. the plain "
                             "twin's); repeatable")
     elif recipe == "paths":
-        p = _Parser(prog="recipes/paths.py", formatter_class=_Formatter, description=(
+        p = Parser(prog=prog or "recipes/paths.py", description=(
             "Paths through a trained residual net by length (Veit et al. 2016, Fig. 6): the "
             "exact number of paths of each length, the gradient magnitude one path of each "
             "length carries (Veit et al.'s sampling: backpropagate through the residual "
@@ -130,8 +120,7 @@ def build_parser(recipe):
         a.add_argument("--batch-size", type=_positive, default=16, help="examples per batch")
         a.add_argument("--seed", type=int, default=0, help="seed of the batches and paths")
     elif recipe == "shattered_gradients":
-        p = _Parser(prog="recipes/shattered_gradients.py", formatter_class=_Formatter,
-                    description=(
+        p = Parser(prog=prog or "recipes/shattered_gradients.py", description=(
             "Shattered gradients (Balduzzi et al. 2017, Fig. 1-2): the gradient of 1-D "
             "feed-forward nets and ResNets (this package's blocks on a 1x1 input) with respect "
             "to the input, on a grid of points in [-2, 2], at initialisation; its "
@@ -355,11 +344,11 @@ def _check_args(recipe, args):
             raise UsageError(f"--{name.replace('_', '-')} {value} is negative")
 
 
-def main(recipe, argv=None):
+def main(recipe, argv=None, prog=None):
     """Entry point of ``recipes/<recipe>.py``; returns the exit code (0 done, 2 bad input)."""
-    prog = f"recipes/{recipe}.py"
+    prog = prog or f"recipes/{recipe}.py"
     try:
-        args = build_parser(recipe).parse_args(argv)
+        args = build_parser(recipe, prog).parse_args(argv)
     except SystemExit as e:     # argparse printed its one-line error, or --help
         return int(e.code or 0)
     outputs = _outputs(recipe, args.out)
@@ -370,6 +359,11 @@ def main(recipe, argv=None):
         _error(prog, e)
         return 2
     start = time.time()
+    from keras_resnet.training.environment import import_backend
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_backend()
     try:
         # Everything that can be wrong with the input shows here, before any output.
         job = {"lesion": _lesion, "paths": _paths, "shattered_gradients": _shattered}[recipe](args)
