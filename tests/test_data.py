@@ -306,8 +306,9 @@ def test_folder_errors(tmp_path):
         assert "`data_dir` (--data-dir)" in str(info.value) and "\n" not in str(info.value)
 
     err(tmp_path / "nope", "not an existing directory")
+    err(tmp_path, "it has no train/ sub-folder and no class folders")
     (tmp_path / "train").mkdir()
-    err(tmp_path, "it has no val/ sub-folder")
+    err(tmp_path, "train/ has no class folders")   # without val/, part of train/ is held out
     (tmp_path / "val").mkdir()
     err(tmp_path, "train/ has no class folders")
     (tmp_path / "train" / "cat").mkdir()

@@ -36,6 +36,10 @@ class InputData:
             epoch: files are decoded, and skipped, when the pipeline meets them).
         skipped_paths: those files, in the order they were met.
         skipped: ``{path: reason}`` of those files.
+        data_dir: the image folder's absolute path (None for named datasets).
+        val_split: the fraction of each class held out for validation from an
+            image folder without ``val/`` (None: the folder's ``val/``, or a
+            named dataset's test set).
 
     Epoch numbers are seed components (any int >= 0): the same epoch number
     gives the same batches; the training loop numbers epochs from 1.
@@ -51,6 +55,8 @@ class InputData:
     seed: int = 0
     holdout: bool = False
     augment: str = "cifar"
+    data_dir: str | None = None
+    val_split: float | None = None
     _train: Split = dataclasses.field(default=None, repr=False)
     _test: Split = dataclasses.field(default=None, repr=False)
     _skips: SkipRecord = dataclasses.field(default_factory=SkipRecord, repr=False)
@@ -66,6 +72,13 @@ class InputData:
     @property
     def skipped(self):
         return self._skips.reasons
+
+    def describe(self):
+        """What a run records of its data (JSON): enough to load the same examples again."""
+        return {"name": self.name, "data_dir": self.data_dir, "seed": self.seed,
+                "holdout": self.holdout, "val_split": self.val_split,
+                "train_size": self.train_size, "test_size": self.test_size,
+                "classes": self.num_classes, "preprocessing": self.preprocessing}
 
     def input_shape(self):
         """The ``(height, width, 3)`` input the network takes."""
@@ -231,7 +244,7 @@ def holdout_split(size, seed, fraction):
 
 
 def make_input_data(name, family, augment, class_names, spec, train, test, seed, holdout,
-                    skips=None):
+                    skips=None, data_dir=None, val_split=None):
     """An :class:`InputData` of ``(images, labels)`` pairs (uint8 arrays or file paths).
 
     With ``holdout`` the test set is a fixed 10% of the training set instead.
@@ -245,6 +258,7 @@ def make_input_data(name, family, augment, class_names, spec, train, test, seed,
     return InputData(name=name, family=family, num_classes=len(class_names),
                      class_names=list(class_names), preprocessing=spec, train_size=len(y),
                      test_size=len(yt), seed=seed, holdout=holdout, augment=augment,
+                     data_dir=data_dir, val_split=val_split,
                      _train=Split(labels=y, images=np.ascontiguousarray(x)),
                      _test=Split(labels=yt, images=np.ascontiguousarray(xt)),
                      _skips=skips if skips is not None else SkipRecord())

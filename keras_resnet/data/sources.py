@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from keras_resnet import preprocessing as prep
@@ -13,7 +15,7 @@ DIGITS_CLASSES = [str(i) for i in range(10)]
 
 
 def load(name="cifar10", *, data_dir=None, seed=0, holdout=False, image_size=None,
-         synthetic_examples=1024, num_classes=None, tfds_data_dir=None):
+         synthetic_examples=1024, num_classes=None, tfds_data_dir=None, val_split=None):
     """Load a dataset by name, or image folders, for training and evaluation.
 
     Args:
@@ -25,6 +27,9 @@ def load(name="cifar10", *, data_dir=None, seed=0, holdout=False, image_size=Non
             any depth below the class folder), read with
             :func:`keras_resnet.preprocessing.read_image` when the pipeline
             reaches them; undecodable files are skipped and counted then.
+            Without ``val/`` (``train/<class>/`` alone, or the class folders
+            directly in ``data_dir``), ``val_split`` of each class is held out
+            for validation.
         seed: int, seed of the split, the shuffling and the augmentation.
         holdout: bool, hold out 10% of the training set (CIFAR: 45k/5k) and
             evaluate on it instead of the test set.
@@ -38,6 +43,10 @@ def load(name="cifar10", *, data_dir=None, seed=0, holdout=False, image_size=Non
             1000 at ImageNet sizes).
         tfds_data_dir: str or None, TFDS data directory (default: TFDS's,
             ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
+        val_split: float in (0, 1) or None, the fraction of each class of a
+            ``data_dir`` without ``val/`` held out for validation (None: 0.1;
+            seeded by ``seed``, see :func:`keras_resnet.data.folders.split_by_class`).
+            Only for such a folder.
 
     Returns:
         An :class:`~keras_resnet.data.InputData`. The digits and synthetic data
@@ -58,7 +67,12 @@ def load(name="cifar10", *, data_dir=None, seed=0, holdout=False, image_size=Non
         if name in ("digits", "synthetic"):
             raise DataError(f"Conflicting arguments: `name`={name!r} (--dataset) with `data_dir`="
                             f"{str(data_dir)!r} (--data-dir); pass one of them.")
-        return _load_folder(data_dir, seed=seed, holdout=holdout, image_size=image_size)
+        return _load_folder(data_dir, seed=seed, holdout=holdout, image_size=image_size,
+                            val_split=val_split)
+    if val_split is not None:
+        raise DataError(f"Invalid value for argument `val_split` (--val-split): received "
+                        f"{val_split!r} for `name`={name!r}; it applies to `data_dir` "
+                        f"(--data-dir) without val/.")
     if name not in DATASETS:
         raise DataError(f"Invalid value for argument `name` (--dataset): received {name!r}; "
                         f"expected one of {', '.join(DATASETS)} (or `data_dir` / --data-dir).")
@@ -137,7 +151,9 @@ def _load_synthetic(seed, holdout, image_size, examples, num_classes):
     return make_input_data("synthetic", family, family, names, spec, train, test, seed, holdout)
 
 
-def _load_folder(data_dir, seed, holdout, image_size):
-    names, spec, family, train, val, skips = folders.load_folder(data_dir, image_size)
-    return make_input_data("folder", family, family, names, spec, (train.images, train.labels),
-                           (val.images, val.labels), seed, holdout, skips=skips)
+def _load_folder(data_dir, seed, holdout, image_size, val_split):
+    f = folders.load_folder(data_dir, image_size, val_split=val_split, seed=seed)
+    return make_input_data("folder", f.family, f.family, f.class_names, f.spec,
+                           (f.train.images, f.train.labels), (f.val.images, f.val.labels), seed,
+                           holdout, skips=f.skips, data_dir=os.path.abspath(data_dir),
+                           val_split=f.val_split)
