@@ -19,12 +19,13 @@ Two halves, used by training, evaluation, serving, int8 calibration and
      pixels; the input is ``(pixels * scale - mean) / std``.
 
    Resizing is bilinear with half-pixel centres and no antialiasing, as
-   ``tf.image.resize``: :func:`resize_images` (``keras.ops``, any backend; the
-   serving graphs), :func:`resize_bilinear` (its NumPy twin, bit-identical to
-   ``tf.image.resize`` on float32 input).
+   ``tf.image.resize``: :func:`resize_bilinear` here (NumPy, bit-identical to
+   ``tf.image.resize`` on float32 input); the ``keras.ops`` twins that the
+   serving graphs run (``resize_images``, ``normalize``, ``preprocess``) are in
+   :mod:`keras_resnet.serving.preprocessing`.
 
-This module imports NumPy only; Pillow and Keras are imported by the functions
-that need them, so the JAX input path and ``--help`` stay light.
+This module imports NumPy only; Pillow is imported by the functions that need
+it, so the JAX input path and ``--help`` stay light.
 """
 
 from __future__ import annotations
@@ -228,33 +229,6 @@ def resized_shape(height, width, spec):
     return new_h, new_w, (new_h - h) // 2, (new_w - w) // 2
 
 
-def resize_images(images, spec):
-    """Resize a float batch (N, H, W, 3) as the spec says (keras.ops, any backend)."""
-    import keras
-    from keras import ops
-
-    h, w = spec["input_size"]
-    if spec["resize"] == "stretch":
-        return ops.image.resize(images, (h, w), interpolation="bilinear", antialias=False)
-    frac = spec.get("crop_fraction", 0.875)
-    rh, rw = int(round(h / frac)), int(round(w / frac))
-    shape = ops.shape(images)
-    in_h, in_w = ops.cast(shape[1], "float32"), ops.cast(shape[2], "float32")
-    # Resize the shorter side to (rh, rw), keeping the aspect ratio, then crop.
-    ratio = ops.maximum(rh / in_h, rw / in_w)
-    new_h = ops.cast(ops.round(in_h * ratio), "int32")
-    new_w = ops.cast(ops.round(in_w * ratio), "int32")
-    if isinstance(new_h, (int, np.integer)) or keras.backend.backend() != "tensorflow":
-        images = ops.image.resize(images, (int(new_h), int(new_w)), interpolation="bilinear")
-        top, left = (int(new_h) - h) // 2, (int(new_w) - w) // 2
-        return images[:, top:top + h, left:left + w, :]
-    import tensorflow as tf
-
-    images = tf.image.resize(images, tf.stack([new_h, new_w]), method="bilinear")
-    top, left = (new_h - h) // 2, (new_w - w) // 2
-    return tf.image.crop_to_bounding_box(images, top, left, h, w)
-
-
 def resize_uint8(images, spec):
     """Resize uint8 RGB pixels as the spec says and round back to uint8 (the TFLite input).
 
@@ -270,32 +244,13 @@ def resize_uint8(images, spec):
     return out[0] if images.ndim == 3 else out
 
 
-def normalize(images, spec):
-    """uint8 (or float 0..255) pixels -> network input: (x * scale - mean) / std."""
-    from keras import ops
-
-    x = ops.cast(images, "float32") * spec["scale"]
-    mean = ops.convert_to_tensor(np.asarray(spec["mean"], "float32"))
-    std = ops.convert_to_tensor(np.asarray(spec["std"], "float32"))
-    return (x - mean) / std
-
-
-def preprocess(images, spec):
-    """Raw uint8 RGB batch (N, H, W, 3) of any size -> float32 network input."""
-    from keras import ops
-
-    check_spec(spec)
-    x = ops.cast(images, "float32")
-    x = resize_images(x, spec)
-    return normalize(x, spec)
-
-
 def preprocess_numpy(images, spec):
-    """NumPy twin of :func:`preprocess`: a batch (N, H, W, 3) or one image -> float32 input.
+    """NumPy twin of the serving ``preprocess``: a batch (N, H, W, 3) or one image -> float32.
 
     Images already at ``input_size`` are only normalised (float32 operations in
-    the order of :func:`normalize`, so the result is bit-identical to the
-    ``tf.data`` pipelines'); others are resized with :func:`resize_bilinear`.
+    the order of :func:`keras_resnet.serving.preprocessing.normalize`, so the
+    result is bit-identical to the ``tf.data`` pipelines'); others are resized
+    with :func:`resize_bilinear`.
     """
     x = np.asarray(images)
     h, w = spec["input_size"]

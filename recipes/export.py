@@ -5,7 +5,7 @@
 
 The metadata.json beside the .keras file gives the preprocessing and class
 names; int8 calibrates on the dataset it names or on ``--calibration-dir``.
-The logic lives in :func:`keras_resnet.export.export_file`.
+The logic lives in :func:`keras_resnet.serving.export_file`.
 """
 
 import os
@@ -15,7 +15,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from keras_resnet.export import main  # noqa: E402
+from keras_resnet.serving.cli import export_main as main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,7 +5,7 @@
 
 Prints the top-5 classes with their probabilities. Exit codes: 0 all images
 classified, 1 some image could not be read (the others are still classified),
-2 bad arguments or model. The logic lives in :mod:`keras_resnet.predict`.
+2 bad arguments or model. The logic lives in :mod:`keras_resnet.serving.predict`.
 """
 
 import os
@@ -15,7 +15,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from keras_resnet.predict import main  # noqa: E402
+from keras_resnet.serving.cli import predict_main as main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

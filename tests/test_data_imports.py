@@ -13,8 +13,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "keras_resnet")
-OURS = ("keras_resnet.preprocessing", "keras_resnet.predict", "keras_resnet.export",
-        "keras_resnet.data")
+OURS = ("keras_resnet.preprocessing", "keras_resnet.serving", "keras_resnet.data")
 
 
 def modules():
@@ -81,7 +80,7 @@ def cycles(graph):
 def test_graph_reader_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     graph = import_graph()
-    assert "keras_resnet.preprocessing" in graph["keras_resnet.export"]   # inside a function
+    assert "keras_resnet.preprocessing" in graph["keras_resnet.serving.calibration"]  # in a function
     assert "keras_resnet.data.plans" in graph["keras_resnet.data.tf_pipeline"]
 
 
@@ -92,8 +91,8 @@ def test_no_import_cycle_touches_the_input_side():
 
 def test_export_no_longer_imports_predict():
     graph = import_graph()
-    assert "keras_resnet.predict" not in graph["keras_resnet.export"]
-    assert "keras_resnet.preprocessing" in graph["keras_resnet.predict"]
+    assert "keras_resnet.serving.predict" not in graph["keras_resnet.serving.directory"]
+    assert "keras_resnet.preprocessing" in graph["keras_resnet.serving.predict"]
 
 
 @pytest.mark.multibackend

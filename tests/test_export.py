@@ -1,4 +1,4 @@
-"""Exports compute what the Keras model computes: SavedModel, TFLite (+ quantization), export dirs.
+"""Exports compute what the Keras model computes: SavedModel, TFLite (+ quantization), ONNX, export dirs.
 
 A ResNet-8 is trained on scikit-learn's digits once per module (about 15 s),
 exported once with every quantized variant, and every test compares the files
@@ -25,8 +25,10 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from keras_resnet import ResNet, data  # noqa: E402
-from keras_resnet import export as ex  # noqa: E402
 from keras_resnet import preprocessing as prep  # noqa: E402
+from keras_resnet import serving as ex  # noqa: E402
+from keras_resnet.serving import directory, metadata  # noqa: E402
+from keras_resnet.serving import preprocessing as serving_prep  # noqa: E402
 
 CLASSES = [str(i) for i in range(10)]
 
@@ -110,7 +112,7 @@ def test_export_dir_layout_and_metadata(exported, trained):
     assert meta["versions"]["tensorflow"] == tf.__version__
     assert meta["versions"]["keras"] == keras.__version__
     for name, info in meta["files"].items():
-        assert info["bytes"] == ex._size(os.path.join(exported, name)) > 0
+        assert info["bytes"] == metadata.size(os.path.join(exported, name)) > 0
     assert "metadata.json" not in meta["files"]
     int8 = meta["serving"]["model_int8.tflite"]
     assert int8["input"]["dtype"] == "uint8" and int8["input"]["shape"] == [1, 8, 8, 3]
@@ -151,6 +153,41 @@ def test_tflite_float16_parity(exported, trained, digits):
     out = tflite_probs(os.path.join(exported, "model_float16.tflite"), digits["x_test"])
     print(f"float16: max |dp| {np.abs(out - trained[1]).max():.2e}")
     assert np.abs(out - trained[1]).max() <= 1e-2
+
+
+def test_onnx_export_parity_with_preprocessing_inside(trained, digits, tmp_path):
+    """model.onnx (formats=[..., "onnx"]) run by onnxruntime on raw uint8 pixels = Keras, 1e-5."""
+    pytest.importorskip("tf2onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model, probs, _ = trained
+    path = ex.export_model(model, tmp_path / "onnx", preprocessing=digits["spec"],
+                           class_names=CLASSES, formats=("keras", "onnx"))
+    assert sorted(os.listdir(path)) == ["metadata.json", "model.keras", "model.onnx"]
+    meta = json.load(open(os.path.join(path, "metadata.json")))
+    assert meta["serving"]["model.onnx"]["input"] == {"key": "images", "dtype": "uint8",
+                                                      "shape": [None, 8, 8, 3]}
+    assert meta["serving"]["model.onnx"]["output"]["shape"] == [None, 10]
+    assert meta["files"]["model.onnx"]["bytes"] > 100_000
+    session = ort.InferenceSession(os.path.join(path, "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    for batch in (digits["x_test"][:1], digits["x_test"]):   # any batch size
+        out = session.run(None, {"images": batch})[0]
+        assert out.dtype == np.float32 and out.shape == (len(batch), 10)
+        np.testing.assert_allclose(out, probs[:len(batch)], atol=1e-5, rtol=0)
+
+
+def test_unknown_format_and_missing_converter_are_refused(trained, digits, tmp_path, monkeypatch):
+    kwargs = dict(preprocessing=digits["spec"], class_names=CLASSES)
+    with pytest.raises(ValueError, match="`formats`.*'torchscript'"):
+        ex.export_model(trained[0], tmp_path / "e", formats=("keras", "torchscript"), **kwargs)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tf2onnx" else real(name, *a))
+    with pytest.raises(ValueError, match=r"'onnx' needs tf2onnx.*keras-resnet-zoo\[onnx\]"):
+        ex.export_model(trained[0], tmp_path / "e", formats=("keras", "onnx"), **kwargs)
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize("variant", ["dynamic", "int8"])
@@ -264,7 +301,7 @@ def test_bad_arguments(tmp_path, exported, trained, digits):
     model = trained[0]
     with pytest.raises(ValueError, match="`quantize`.*'int4'"):
         ex.export_tflite(model, str(tmp_path / "m.tflite"), quantize="int4")
-    with pytest.raises(ValueError, match="`representative_data`"):
+    with pytest.raises(ValueError, match="`representative_images`"):
         ex.export_tflite(model, str(tmp_path / "m.tflite"), quantize="int8")
     with pytest.raises(ValueError, match="`path`.*does not exist"):
         ex.export_tflite(model, str(tmp_path / "nope" / "m.tflite"))
@@ -304,18 +341,18 @@ def test_export_model_is_atomic(tmp_path, trained, digits, monkeypatch):
         fake_write(model, tmp)
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ex, "_write_export", failing_write)
+    monkeypatch.setattr(directory, "write_formats", failing_write)
     with pytest.raises(RuntimeError, match="disk full"):
         ex.export_model(model, target, **kwargs)
     assert os.listdir(tmp_path) == []
     assert os.path.dirname(calls[0]) == str(tmp_path)   # the temp dir was next to the target
 
-    monkeypatch.setattr(ex, "_write_export", fake_write)
+    monkeypatch.setattr(directory, "write_formats", fake_write)
     assert ex.export_model(model, target, **kwargs) == str(target)
     assert open(target / "model.keras").read() == "half"
     assert json.load(open(target / "metadata.json"))["files"]["model.keras"]["bytes"] == 4
     # A failing overwrite keeps the old export intact.
-    monkeypatch.setattr(ex, "_write_export", failing_write)
+    monkeypatch.setattr(directory, "write_formats", failing_write)
     with pytest.raises(RuntimeError):
         ex.export_model(model, target, overwrite=True, **kwargs)
     assert sorted(os.listdir(tmp_path)) == ["export"]
@@ -332,33 +369,6 @@ def test_export_model_is_atomic(tmp_path, trained, digits, monkeypatch):
     assert oct(os.stat(target).st_mode & 0o777) != oct(0o700)
 
 
-def test_benchmark_arguments_and_table():
-    from keras_resnet import benchmark
-
-    with pytest.raises(ValueError, match="`models`.*'resnet18'"):
-        benchmark.inference_benchmark(("resnet18",))
-    with pytest.raises(ValueError, match="`repeats`"):
-        benchmark.inference_benchmark(("resnet20",), repeats=0)
-    rows = [{"model": "resnet20", "input": "32x32", "format": f, "bytes": b, "median_ms": t,
-             "min_ms": t / 2, "max_abs_diff": 0.0}
-            for f, b, t in (("keras", 2_000_000, 4.0), ("tflite int8", 500_000, 1.0))]
-    table = benchmark.format_table({"rows": rows}).splitlines()
-    assert table[2] == "| resnet20 (32x32) | keras | 2.00 | 4.00 | 2.00 | 1.00x | 0.0e+00 |"
-    assert table[3] == "| resnet20 (32x32) | tflite int8 | 0.50 | 1.00 | 0.50 | 4.00x | 0.0e+00 |"
-
-
-@pytest.mark.slow
-def test_benchmark_runs_every_format():
-    from keras_resnet import benchmark
-
-    result = benchmark.inference_benchmark(("resnet20",), repeats=2, calls=1, warmup=1)
-    rows = {r["format"]: r for r in result["rows"]}
-    assert tuple(rows) == benchmark.FORMATS
-    assert all(r["median_ms"] > 0 and r["bytes"] > 100_000 for r in rows.values())
-    assert rows["tflite float32"]["max_abs_diff"] <= 1e-5
-    assert rows["tflite int8"]["bytes"] < 0.4 * rows["tflite float32"]["bytes"]
-
-
 @pytest.mark.slow
 def test_resnet50_export_parity(tmp_path):
     """ResNet-50 at 224x224 (random weights): SavedModel and float32 TFLite match Keras."""
@@ -372,10 +382,10 @@ def test_resnet50_export_parity(tmp_path):
                                 quantize=("dynamic",))
     # The SavedModel takes any size: a 300x400 image is resized 256-short-side and cropped.
     big = rng.integers(0, 256, (1, 300, 400, 3), dtype=np.uint8)
-    ref_big = model.predict(prep.preprocess(big, spec), verbose=0)
+    ref_big = model.predict(serving_prep.preprocess(big, spec), verbose=0)
     served = serve_saved_model(os.path.join(directory, "saved_model"), big)
     assert np.abs(served - ref_big).max() <= 1e-5
-    ref = model.predict(prep.normalize(raw, spec), verbose=0)
+    ref = model.predict(serving_prep.normalize(raw, spec), verbose=0)
     assert np.abs(tflite_probs(os.path.join(directory, "model.tflite"), raw) - ref).max() <= 1e-5
     dyn = tflite_probs(os.path.join(directory, "model_dynamic.tflite"), raw)
     assert dyn.shape == (2, 1000) and np.abs(dyn.sum(1) - 1).max() < 1e-3

@@ -5,7 +5,6 @@ these tests pin the pieces (values, seeds, serialization, paths), fast and under
 """
 
 import os
-import sys
 
 import keras
 import numpy as np
@@ -157,16 +156,3 @@ def test_tensorflow_variables_are_created_outside_the_layer_name_scopes():
     w = model.get_layer("stage2_block1").convs[0].kernel
     assert w.path == "stage2_block1/stage2_block1_conv1/kernel"
     assert w.value.name == "kernel:0"
-
-
-def test_build_benchmark_harness(monkeypatch):
-    """`recipes/benchmark.py --build`: fresh processes, interleaved, medians, real layer counts."""
-    from keras_resnet import benchmark
-
-    monkeypatch.setitem(benchmark.BUILD_MODELS, "tiny", dict(depth=8))
-    result = benchmark.build_benchmark(("tiny",), repeats=2)
-    assert result["tiny"]["top_level_layers"] == 2 + 3 + 2  # input, stem, 3 blocks, head
-    assert len(result["tiny"]["build_s"]) == 2 and result["tiny"]["build_s_median"] > 0
-    assert result["tiny"]["recursion_limit"] == sys.getrecursionlimit()
-    with pytest.raises(ValueError, match="`models`.*'resnet7'"):
-        benchmark.build_benchmark(("resnet7",))

@@ -26,9 +26,11 @@ pytest.importorskip("tensorflow")
 Image = pytest.importorskip("PIL.Image")
 
 from keras_resnet import ResNet, data  # noqa: E402
-from keras_resnet import export as ex  # noqa: E402
-from keras_resnet import predict as pr  # noqa: E402
 from keras_resnet import preprocessing as prep  # noqa: E402
+from keras_resnet import serving as ex  # noqa: E402
+from keras_resnet.serving import cli  # noqa: E402
+from keras_resnet.serving import predict as pr  # noqa: E402
+from keras_resnet.serving import preprocessing as serving_prep  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = [str(i) for i in range(10)]
@@ -137,7 +139,7 @@ def test_every_model_kind_classifies_like_keras(trained, images, which):
     # A 24x24 grayscale file: converted to RGB and resized as the metadata says.
     gray = pr.read_image(images["gray"])
     assert gray.shape == (24, 24, 3) and (gray[..., 0] == gray[..., 2]).all()
-    resized = prep.preprocess(gray[None], trained["spec"])
+    resized = serving_prep.preprocess(gray[None], trained["spec"])
     ref = trained["model"].predict(resized, verbose=0)[0]
     tol = 1e-2 if which == "tflite" else 1e-5   # TFLite gets the resized pixels as uint8
     np.testing.assert_allclose(predictor.probabilities(gray), ref, atol=tol, rtol=0)
@@ -146,7 +148,8 @@ def test_every_model_kind_classifies_like_keras(trained, images, which):
 
 
 def test_predict_main_text_output_and_exit_codes(trained, images, capsys):
-    assert pr.main([trained["dir"], *images["good"][:2], images["gray"], images["rgba"]]) == 0
+    assert cli.predict_main([trained["dir"], *images["good"][:2], images["gray"],
+                             images["rgba"]]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"{images['good'][0]}:" and len(out) == 4 * 6
     probs = keras_probs(trained, trained["x_test"][0])
@@ -155,7 +158,7 @@ def test_predict_main_text_output_and_exit_codes(trained, images, capsys):
     assert abs(float(out[1].split()[-1]) - probs[top]) <= 1e-4
 
     # Every bad file gets its own message; the good one is still classified.
-    assert pr.main([trained["dir"], *images["bad"], images["good"][0], "--top", "3"]) == 1
+    assert cli.predict_main([trained["dir"], *images["bad"], images["good"][0], "--top", "3"]) == 1
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert lines[0] == f"{images['bad'][0]}: error: not a recognised image file"
@@ -167,7 +170,7 @@ def test_predict_main_text_output_and_exit_codes(trained, images, capsys):
     for argv in ([str(trained["root"] / "nope"), images["good"][0]],
                  [images["good"][0], images["good"][0]],
                  [trained["dir"], images["good"][0], "--top", "0"]):
-        assert pr.main(argv) == 2
+        assert cli.predict_main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err
 
@@ -203,14 +206,73 @@ def test_export_recipe_errors_write_nothing(trained, tmp_path, capsys):
           str(tmp_path / "nope")], "`calibration_dir`.*not a directory"),
     ]
     for argv, message in cases:
-        assert ex.main(argv) == 2, argv
+        assert cli.export_main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err
         assert re.search(message, err), (message, err)
     with pytest.raises(SystemExit) as info:
-        ex.main([model, "--out", str(tmp_path / "o"), "--quantize", "int4"])
+        cli.export_main([model, "--out", str(tmp_path / "o"), "--quantize", "int4"])
     assert info.value.code == 2
     assert sorted(os.listdir(tmp_path)) == ["bare", "folder_model"]
+
+
+def test_export_recipe_takes_what_predict_takes_and_writes_onnx(trained, images, capsys):
+    """export.py on an export directory (not only its model.keras); predict.py runs model.onnx."""
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    from keras_resnet.serving.directory import source_model
+
+    keras_file = os.path.join(trained["dir"], "model.keras")
+    for path in (trained["dir"], os.path.join(trained["dir"], "saved_model"),
+                 os.path.join(trained["dir"], "model.tflite"), keras_file):
+        assert pr.Predictor.load(path).kind in pr.KINDS   # predict.py accepts it...
+        assert source_model(path) == keras_file           # ...and so does export.py
+    out = trained["root"] / "onnx_export"
+    assert cli.export_main([str(trained["dir"]), "--out", str(out), "--formats", "onnx"]) == 0
+    assert sorted(os.listdir(out)) == ["metadata.json", "model.keras", "model.onnx"]
+    meta = json.load(open(out / "metadata.json"))
+    assert meta["source"] == keras_file and meta["class_names"] == CLASSES
+    capsys.readouterr()
+    for path in (out, out / "model.onnx"):
+        assert cli.predict_main([str(path), *images["good"], "--json"]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert printed["kind"] == "onnx" and printed["model"] == str(out / "model.onnx")
+        for r, raw in zip(printed["results"], trained["x_test"]):
+            probs = keras_probs(trained, raw)
+            assert [p["index"] for p in r["predictions"]] == list(np.argsort(-probs)[:5])
+            for p in r["predictions"]:
+                assert abs(p["probability"] - probs[p["index"]]) <= 1e-5
+    assert cli.export_main([str(trained["dir"]), "--out", str(out / "x"), "--formats",
+                            "onnx,caffe"]) == 2
+    assert "`formats` (--formats): received 'onnx,caffe'" in capsys.readouterr().err
+
+
+def test_int8_export_of_a_folder_model_calibrates_on_its_run_folder(trained, images, tmp_path):
+    """No --calibration-dir needed: the run directory's config.json names the image folder."""
+    data_dir = tmp_path / "data"
+    for split, files in (("val", images["good"][:4]), ("train", images["good"][4:])):
+        (data_dir / split / "a").mkdir(parents=True)
+        for i, path in enumerate(files):
+            shutil.copy(path, data_dir / split / "a" / f"{i}.png")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    json.dump({"flags": {"data_dir": str(data_dir)}}, open(run_dir / "config.json", "w"))
+    model_dir = tmp_path / "folder_model"
+    model_dir.mkdir()
+    shutil.copy(os.path.join(trained["dir"], "model.keras"), model_dir / "model.keras")
+    meta = json.load(open(os.path.join(trained["dir"], "metadata.json")))
+    json.dump(dict(meta, dataset="folder", run_dir=str(run_dir)),
+              open(model_dir / "metadata.json", "w"))
+    out = ex.export_file(str(model_dir), str(tmp_path / "out"), quantize=("int8",),
+                         formats=("keras", "tflite"))
+    written = json.load(open(os.path.join(out, "metadata.json")))
+    assert written["calibration_images"] == 4    # the run folder's val/ images
+    assert sorted(os.listdir(out)) == ["metadata.json", "model.keras", "model.tflite",
+                                       "model_int8.tflite"]
+    int8 = pr.Predictor.load(os.path.join(out, "model_int8.tflite"))
+    agree = [int8.top_k(raw, 1)[0]["index"] == keras_probs(trained, raw).argmax()
+             for raw in trained["x_test"][:50]]
+    assert np.mean(agree) >= 0.9
 
 
 def test_calibration_from_dir(trained, images, tmp_path):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from keras_resnet import preprocessing as prep
+from keras_resnet.serving import preprocessing as serving_prep
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -161,9 +162,9 @@ def test_numpy_preprocessing_equals_the_serving_code(resize):
     rng = np.random.default_rng(4)
     for shape in [(24, 24), (31, 17), (100, 60)]:
         image = rng.integers(0, 256, shape + (3,), dtype=np.uint8)
-        served = np.asarray(prep.preprocess(image[None], spec))
+        served = np.asarray(serving_prep.preprocess(image[None], spec))
         np.testing.assert_allclose(prep.preprocess_numpy(image[None], spec), served, atol=1e-5)
-        resized = np.asarray(prep.resize_images(image[None].astype(np.float32), spec))[0]
+        resized = np.asarray(serving_prep.resize_images(image[None].astype(np.float32), spec))[0]
         want = np.clip(np.round(resized), 0, 255).astype(np.uint8)
         # TensorFlow's resize is the NumPy twin's reference; JAX's may round differently.
         atol = 0 if keras.backend.backend() == "tensorflow" else 1
@@ -227,7 +228,7 @@ def test_every_mode_gives_the_same_pixels_in_training_evaluation_and_serving(
     monkeypatch.setenv("KERAS_RESNET_CACHE", str(tmp_path / "cache"))
     d = data_lib.load(data_dir=folder, image_size=SIZE)
     spec = d.preprocessing
-    good = {p: prep.read_image(p) for p in d._test.images if os.path.basename(p) in cases()}
+    good = {p: prep.read_image(p) for p in d.test_split.images if os.path.basename(p) in cases()}
     assert len(good) == len(cases()) and d.test_size == len(cases()) + 3
     assert d.class_names == ["a", "b"] and d.train_size == len(cases()) + 3   # nested files count
 
@@ -235,7 +236,7 @@ def test_every_mode_gives_the_same_pixels_in_training_evaluation_and_serving(
     x, y = next(iter(d.test_dataset(64)))
     assert len(y) == len(cases())                       # the three bad files skipped
     for path, got in zip(good, x.numpy()):
-        served = np.asarray(prep.preprocess(good[path][None], spec))[0]   # predict.py's code
+        served = np.asarray(serving_prep.preprocess(good[path][None], spec))[0]   # predict.py's code
         np.testing.assert_array_equal(got, served)
     raw, labels = d.raw_test_images(64)                  # what calibration and TFLite see
     for path, got in zip(good, raw):
@@ -254,7 +255,7 @@ def test_every_mode_gives_the_same_pixels_in_training_evaluation_and_serving(
 
     sources = [normalized(np.pad(prep.resize_numpy(prep.read_image(p), spec),
                                  [(4, 4), (4, 4), (0, 0)]))
-               for p in d._train.images if os.path.basename(p) in cases()]
+               for p in d.train_split.images if os.path.basename(p) in cases()]
     batch = next(iter(d.train_dataset(len(cases()), epoch=0)))[0].numpy()
     for example in batch:
         assert any(np.array_equal(s[dy:dy + SIZE, dx:dx + SIZE][:, ::f], example)
@@ -270,7 +271,7 @@ def test_every_mode_gives_the_same_pixels_in_training_evaluation_and_serving(
 
 
 def test_calibration_reads_like_the_pipelines(folder):
-    from keras_resnet import export as ex
+    from keras_resnet.serving import calibration as ex
 
     spec = prep.make_spec((SIZE, SIZE), prep.IMAGENET_MEAN, prep.IMAGENET_STD)
     calib = ex.calibration_from_dir(str(folder / "val"), spec)

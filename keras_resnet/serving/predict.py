@@ -1,16 +1,17 @@
-"""Classify image files with an exported model: ``.keras``, SavedModel, export dir or ``.tflite``.
+"""Classify image files with an exported model: ``.keras``, SavedModel, ``.tflite``, ``.onnx``.
 
 The preprocessing comes from the ``metadata.json`` written by
-:func:`keras_resnet.export.export_model` (in the export directory, beside the
+:func:`keras_resnet.serving.export_model` (in the export directory, beside the
 model file, or in the parent of a ``saved_model/`` directory). Image files are
 read with :func:`keras_resnet.preprocessing.read_image`, the reader the
 training pipelines use (its rules: ``preprocessing.READER_RULES``), and then:
 
 * SavedModel exports take the raw pixels (resize and normalisation inside);
-* ``.keras`` models get :func:`keras_resnet.preprocessing.preprocess`, the
-  same code the SavedModel serving signature runs;
-* ``.tflite`` models take uint8 pixels at the input size: the image is resized
-  as the metadata says and rounded to uint8 (the model normalises inside).
+* ``.keras`` models get :func:`keras_resnet.serving.preprocessing.preprocess`,
+  the same code the SavedModel serving signature runs;
+* ``.tflite`` and ``.onnx`` models take uint8 pixels at the input size: the
+  image is resized as the metadata says and rounded to uint8 (the model
+  normalises inside).
 """
 
 from __future__ import annotations
@@ -20,11 +21,41 @@ import os
 
 import numpy as np
 
-from keras_resnet import export as ex
 from keras_resnet import preprocessing as prep
 from keras_resnet.preprocessing import ImageError, read_image  # noqa: F401 - public here too
+from keras_resnet.serving import signature as sig
+from keras_resnet.serving.metadata import read_metadata
 
-KINDS = ("keras", "saved_model", "tflite")
+KINDS = ("keras", "saved_model", "tflite", "onnx")
+
+
+def locate(path):
+    """``(kind, model file or directory)`` of what ``path`` names; ValueError otherwise.
+
+    A directory is a SavedModel (``saved_model.pb``) or an export directory,
+    which is served by its ``saved_model/``, else its ``model.onnx``, else its
+    ``model.keras``.
+    """
+    if not isinstance(path, (str, os.PathLike)) or not os.path.exists(path):
+        raise ValueError(f"Invalid value for argument `path`: {path!r} does not exist; "
+                         "expected a .keras, .tflite or .onnx file, a SavedModel directory "
+                         "or an export directory.")
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        for kind, found in (("saved_model", path),
+                            ("saved_model", os.path.join(path, "saved_model")),
+                            ("onnx", os.path.join(path, "model.onnx")),
+                            ("keras", os.path.join(path, "model.keras"))):
+            marker = os.path.join(found, "saved_model.pb") if kind == "saved_model" else found
+            if os.path.isfile(marker):
+                return kind, found
+        raise ValueError(f"Invalid value for argument `path`: directory {path!r} holds "
+                         "no saved_model.pb, saved_model/, model.onnx or model.keras.")
+    for kind, ext in (("keras", ".keras"), ("tflite", ".tflite"), ("onnx", ".onnx")):
+        if path.endswith(ext):
+            return kind, path
+    raise ValueError(f"Invalid value for argument `path`: {path!r} is not a .keras file, a "
+                     ".tflite file, a .onnx file or a model directory.")
 
 
 @dataclasses.dataclass
@@ -32,8 +63,8 @@ class Predictor:
     """A loaded model plus what it needs to classify raw images.
 
     Args:
-        path (str): a ``.keras`` file, a ``.tflite`` file, a SavedModel
-            directory or an export directory (its ``saved_model/`` is used).
+        path (str): a ``.keras``, ``.tflite`` or ``.onnx`` file, a SavedModel
+            directory or an export directory (see :func:`locate`).
 
     Example:
         >>> predictor = Predictor.load("saved_models/demo")   # doctest: +SKIP
@@ -49,37 +80,17 @@ class Predictor:
 
     @classmethod
     def load(cls, path):
-        if not isinstance(path, (str, os.PathLike)) or not os.path.exists(path):
-            raise ValueError(f"Invalid value for argument `path`: {path!r} does not exist; "
-                             "expected a .keras file, a .tflite file, a SavedModel directory "
-                             "or an export directory.")
+        kind, model_path = locate(path)
         path = os.fspath(path)
-        if os.path.isdir(path):
-            if os.path.isfile(os.path.join(path, "saved_model.pb")):
-                kind, model_path = "saved_model", path
-            elif os.path.isfile(os.path.join(path, "saved_model", "saved_model.pb")):
-                kind, model_path = "saved_model", os.path.join(path, "saved_model")
-            elif os.path.isfile(os.path.join(path, "model.keras")):
-                kind, model_path = "keras", os.path.join(path, "model.keras")
-            else:
-                raise ValueError(f"Invalid value for argument `path`: directory {path!r} holds "
-                                 "no saved_model.pb, saved_model/ or model.keras.")
-        elif path.endswith(".keras"):
-            kind, model_path = "keras", path
-        elif path.endswith(".tflite"):
-            kind, model_path = "tflite", path
-        else:
-            raise ValueError(f"Invalid value for argument `path`: {path!r} is not a .keras "
-                             "file, a .tflite file or a model directory.")
-        metadata = ex.read_metadata(model_path if kind != "saved_model" else path)
+        metadata = read_metadata(model_path if kind != "saved_model" else path)
         if metadata is None and kind == "saved_model":
-            metadata = ex.read_metadata(os.path.dirname(os.path.abspath(model_path)))
+            metadata = read_metadata(os.path.dirname(os.path.abspath(model_path)))
         preprocessing = (metadata or {}).get("preprocessing")
         run = _LOADERS[kind](model_path)
         if preprocessing is None and run.needs_preprocessing:
             raise ValueError(f"Invalid value for argument `path`: no metadata.json with the "
                              f"preprocessing next to {model_path!r}; export the model with "
-                             "keras_resnet.export.export_model (recipes/export.py).")
+                             "keras_resnet.serving.export_model (recipes/export.py).")
         names = (metadata or {}).get("class_names") or \
             [f"class_{i}" for i in range(run.num_classes)]
         return cls(path=model_path, kind=kind, metadata=metadata, preprocessing=preprocessing,
@@ -102,7 +113,9 @@ class Predictor:
 
 
 def _preprocess(image, spec):
-    return prep.preprocess(image[None], spec)
+    from keras_resnet.serving.preprocessing import preprocess
+
+    return preprocess(image[None], spec)
 
 
 class _KerasRunner:
@@ -111,11 +124,10 @@ class _KerasRunner:
     def __init__(self, path):
         import keras
 
-        import keras_resnet.layers  # noqa: F401 - registers the custom layers
-
+        sig.register_layers()
         self.model = keras.saving.load_model(path, compile=False)
         self.num_classes = int(self.model.outputs[0].shape[-1])
-        self.logits = ex._ends_in_logits(self.model)
+        self.logits = sig.ends_in_logits(self.model)
 
     def __call__(self, image, spec):
         import keras
@@ -132,21 +144,27 @@ class _SavedModelRunner:
         import tensorflow as tf
 
         self.tf = tf
-        fn = tf.saved_model.load(path).signatures.get(ex.SIGNATURE)
+        fn = tf.saved_model.load(path).signatures.get(sig.SIGNATURE)
         if fn is None:
             raise ValueError(f"Invalid value for argument `path`: SavedModel {path!r} has no "
-                             f"{ex.SIGNATURE!r} signature.")
+                             f"{sig.SIGNATURE!r} signature.")
         self.fn = fn
         (self.key, spec), = fn.structured_input_signature[1].items()
         self.raw = spec.dtype == tf.uint8
         self.needs_preprocessing = not self.raw
         outputs = fn.structured_outputs
-        self.out_key = ex.OUTPUT_KEY if ex.OUTPUT_KEY in outputs else next(iter(outputs))
+        self.out_key = sig.OUTPUT_KEY if sig.OUTPUT_KEY in outputs else next(iter(outputs))
         self.num_classes = int(outputs[self.out_key].shape[-1])
 
     def __call__(self, image, spec):
         x = image[None] if self.raw else _preprocess(image, spec)
         return self.fn(**{self.key: self.tf.constant(x)})[self.out_key].numpy()[0]
+
+
+def _float_input(image, spec):
+    from keras import ops
+
+    return ops.convert_to_numpy(_preprocess(image, spec))
 
 
 class _TFLiteRunner:
@@ -165,9 +183,7 @@ class _TFLiteRunner:
         if self.raw:
             x = prep.resize_uint8(image, spec)[None]
         else:
-            from keras import ops
-
-            x = ops.convert_to_numpy(_preprocess(image, spec))
+            x = _float_input(image, spec)
             scale, zero = self.inp["quantization"]
             if self.inp["dtype"] != np.float32:
                 x = np.clip(np.round(x / scale + zero), *_limits(self.inp["dtype"]))
@@ -180,12 +196,33 @@ class _TFLiteRunner:
         return y
 
 
+class _OnnxRunner:
+    needs_preprocessing = True   # the resize to input_size
+
+    def __init__(self, path):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ValueError(f"Invalid value for argument `path`: running {path!r} needs "
+                             "onnxruntime; install it with `pip install "
+                             "keras-resnet-zoo[onnx]`.") from None
+        self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        self.inp = self.session.get_inputs()[0]
+        self.raw = self.inp.type == "tensor(uint8)"
+        self.num_classes = int(self.session.get_outputs()[0].shape[-1])
+
+    def __call__(self, image, spec):
+        x = prep.resize_uint8(image, spec)[None] if self.raw else _float_input(image, spec)
+        return self.session.run(None, {self.inp.name: x})[0][0]
+
+
 def _limits(dtype):
     info = np.iinfo(dtype)
     return info.min, info.max
 
 
-_LOADERS = {"keras": _KerasRunner, "saved_model": _SavedModelRunner, "tflite": _TFLiteRunner}
+_LOADERS = {"keras": _KerasRunner, "saved_model": _SavedModelRunner, "tflite": _TFLiteRunner,
+            "onnx": _OnnxRunner}
 
 
 def classify_files(predictor, paths, k=5):
@@ -216,44 +253,3 @@ def format_results(results):
         for rank, p in enumerate(r["predictions"], 1):
             lines.append(f"  {rank}. {p['class']:<20} {p['probability']:.4f}")
     return "\n".join(lines)
-
-
-def main(argv=None):
-    """``recipes/predict.py``: classify image files; see ``--help`` for the exit codes."""
-    import argparse
-    import json
-    import sys
-
-    parser = argparse.ArgumentParser(
-        prog="recipes/predict.py",
-        description="Classify image files with an exported model and print the top classes "
-                    "with their probabilities.",
-        epilog="Exit codes: 0 every image was classified; 1 some image could not be read (the "
-               "others are still classified and printed); 2 bad arguments or a model that "
-               "cannot be loaded (nothing classified).")
-    parser.add_argument("model", help="an export directory, a SavedModel directory, a .keras "
-                                      "file or a .tflite file (the preprocessing comes from the "
-                                      "metadata.json beside it)")
-    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
-    parser.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON document instead of text")
-    args = parser.parse_args(argv)
-    if args.top < 1:
-        print(f"error: --top must be at least 1; received {args.top}.", file=sys.stderr)
-        return 2
-    try:
-        predictor = Predictor.load(args.model)
-    except ValueError as e:
-        print(f"error: {e}".splitlines()[0], file=sys.stderr)
-        return 2
-    results = classify_files(predictor, args.images, k=args.top)
-    if args.json:
-        print(json.dumps({"model": predictor.path, "kind": predictor.kind,
-                          "results": results}, indent=2))
-    else:
-        print(format_results(results))
-    failed = [r for r in results if "error" in r]
-    for r in failed:
-        print(f"error: {r['file']}: {r['error']}", file=sys.stderr)
-    return 1 if failed else 0

@@ -3,7 +3,7 @@
 For each network (ResNet-20 at 32x32, ResNet-50 at 224x224, random weights)
 :func:`inference_benchmark` writes ``model.keras``, a SavedModel and the TFLite
 float32/float16/dynamic/int8 files (all with the preprocessing inside, as
-:func:`keras_resnet.export.export_model` writes them), then times one-image
+:func:`keras_resnet.serving.export_model` writes them), then times one-image
 calls of each in ONE process, interleaved: every repetition runs every format
 once (``calls`` back-to-back calls, averaged), and the table reports the median
 over repetitions, so that a noisy neighbour slows all formats alike.
@@ -33,6 +33,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from keras_resnet.bench.machine import cpu_name
 
 MODELS = {"resnet20": {"depth": 20, "size": 32}, "resnet50": {"depth": 50, "size": 224}}
 FORMATS = ("keras", "keras predict_on_batch", "saved_model", "tflite float32", "tflite float16",
@@ -74,13 +76,13 @@ def _runners(model, spec, workdir, threads, calibration, log):
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_resnet import export as ex
     from keras_resnet import preprocessing as prep
+    from keras_resnet.serving import metadata, savedmodel, signature, tflite
 
     runners = {}
     keras_path = os.path.join(workdir, "model.keras")
     model.save(keras_path)
-    serve = tf.function(ex.serving_function(model, spec, resize=False))
+    serve = tf.function(signature.serving_function(model, spec, resize=False))
     runners["keras"] = (os.path.getsize(keras_path), lambda x: serve(tf.constant(x)).numpy())
 
     def predict_on_batch(x):
@@ -88,15 +90,15 @@ def _runners(model, spec, workdir, threads, calibration, log):
 
     runners["keras predict_on_batch"] = (os.path.getsize(keras_path), predict_on_batch)
     log("  writing the SavedModel")
-    sm_path = ex.export_saved_model(model, os.path.join(workdir, "saved_model"),
+    sm_path = savedmodel.export_saved_model(model, os.path.join(workdir, "saved_model"),
                                     preprocessing=spec)
-    fn = tf.saved_model.load(sm_path).signatures[ex.SIGNATURE]
-    runners["saved_model"] = (ex._size(sm_path), lambda x: fn(images=tf.constant(x))[
-        ex.OUTPUT_KEY].numpy())
-    tfl_sm = ex.tflite_saved_model(model, os.path.join(workdir, "tflite_sm"), preprocessing=spec)
+    fn = tf.saved_model.load(sm_path).signatures[signature.SIGNATURE]
+    runners["saved_model"] = (metadata.size(sm_path), lambda x: fn(images=tf.constant(x))[
+        signature.OUTPUT_KEY].numpy())
+    tfl_sm = tflite.tflite_saved_model(model, os.path.join(workdir, "tflite_sm"), preprocessing=spec)
     for q in (None, "float16", "dynamic", "int8"):
         log(f"  converting to TFLite {q or 'float32'}")
-        content = ex.tflite_bytes(model, q, calibration if q == "int8" else None,
+        content = tflite.tflite_bytes(model, q, calibration if q == "int8" else None,
                                   preprocessing=spec, saved_model_dir=tfl_sm)
         interp = Interpreter(model_content=content, num_threads=threads)
         interp.allocate_tensors()
@@ -135,7 +137,7 @@ def inference_benchmark(models=("resnet20", "resnet50"), *, repeats=15, calls=5,
     """
     import keras
 
-    from keras_resnet import export as ex
+    from keras_resnet.serving.metadata import package_versions
 
     for name in models:
         if name not in MODELS:
@@ -182,23 +184,12 @@ def inference_benchmark(models=("resnet20", "resnet50"), *, repeats=15, calls=5,
             del model
             keras.backend.clear_session()
     return {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                        "processor": _cpu_name()},
-            "versions": ex.package_versions(),
+                        "processor": cpu_name()},
+            "versions": package_versions(),
             "settings": {"repeats": repeats, "calls": calls, "warmup": warmup,
                          "tflite_threads": threads, "batch": 1, "seed": seed,
                          "calibration_images": calibration_images},
             "rows": rows}
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def format_table(result):
@@ -213,130 +204,3 @@ def format_table(result):
                      f"{r['median_ms']:.2f} | {r['min_ms']:.2f} | {speed:.2f}x | "
                      f"{r['max_abs_diff']:.1e} |")
     return "\n".join(lines)
-
-
-BUILD_MODELS = {"resnet1001_preact": dict(depth=1001, preact=True), "resnet1202": dict(depth=1202)}
-
-_BUILD_CHILD = """
-import sys, time, json
-t = time.perf_counter()
-import keras, keras_resnet
-imported = time.perf_counter() - t
-kwargs = json.loads(sys.argv[1])
-t = time.perf_counter()
-model = keras_resnet.ResNet(**kwargs)
-built = time.perf_counter() - t
-print(json.dumps({"import_s": imported, "build_s": built, "top_level_layers": len(model.layers),
-                  "recursion_limit": sys.getrecursionlimit(), "backend": keras.backend.backend()}))
-"""
-
-
-def build_benchmark(models=tuple(BUILD_MODELS), *, repeats=3, log=None):
-    """Time ``keras_resnet.ResNet(...)`` for very deep nets, each build in a fresh process.
-
-    The models are interleaved (A, B, A, B, ...) so that machine noise hits both
-    alike; the median of ``repeats`` builds is reported.
-    """
-    import json
-    import statistics
-    import subprocess
-    import sys
-
-    unknown = [m for m in models if m not in BUILD_MODELS]
-    if unknown:
-        raise ValueError(f"Invalid value for argument `models`: received {unknown[0]!r}; "
-                         f"expected names from {', '.join(BUILD_MODELS)}.")
-    runs = {m: [] for m in models}
-    for r in range(repeats):
-        for m in models:
-            out = subprocess.run([sys.executable, "-c", _BUILD_CHILD, json.dumps(BUILD_MODELS[m])],
-                                 capture_output=True, text=True, check=True)
-            runs[m].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            if log:
-                log(f"{m} repeat {r + 1}: built in {runs[m][-1]['build_s']:.2f} s")
-    return {m: {"build_s_median": statistics.median(x["build_s"] for x in v),
-                "build_s": [x["build_s"] for x in v],
-                "top_level_layers": v[0]["top_level_layers"],
-                "recursion_limit": v[0]["recursion_limit"], "backend": v[0]["backend"]}
-            for m, v in runs.items()}
-
-
-def main(argv=None):
-    """``recipes/benchmark.py --inference``, ``--build`` or ``--train``."""
-    import argparse
-    import json
-    import sys
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--train" in argv:
-        from keras_resnet import train_benchmark
-
-        argv.remove("--train")
-        return train_benchmark.main(argv)
-
-    parser = argparse.ArgumentParser(
-        prog="recipes/benchmark.py",
-        description="Batch-1 inference latency and model size of Keras, SavedModel and each "
-                    "TFLite variant, side by side (random weights); or the build time of "
-                    "1,000-layer ResNets.")
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--inference", action="store_true",
-                      help="batch-1 latency and size of every export format")
-    mode.add_argument("--train", action="store_true",
-                      help="training throughput of the package's loop, with side-by-side "
-                           "comparisons (see `recipes/benchmark.py --train --help`)")
-    mode.add_argument("--build", action="store_true",
-                      help="build time of ResNet-1001 (pre-act) and ResNet-1202, each in a "
-                           "fresh process, interleaved; median of --repeats")
-    parser.add_argument("--models", default=",".join(MODELS),
-                        help=f"comma-separated, from {', '.join(MODELS)} (default: all)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="interleaved repetitions; the median is reported "
-                             "(default 15 with --inference, 3 with --build)")
-    parser.add_argument("--calls", type=int, default=5,
-                        help="calls per format per repetition (default 5)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="TFLite interpreter threads (default: all CPU cores)")
-    parser.add_argument("--json", default=None, metavar="FILE",
-                        help="also write the results as JSON to FILE ('-' for stdout only)")
-    args = parser.parse_args(argv)
-    quiet = args.json == "-"
-    if args.build:
-        result = build_benchmark(repeats=3 if args.repeats is None else args.repeats,
-                                 log=None if quiet else (lambda m: print(m, flush=True)))
-        if not quiet:
-            print(f"\n{'model':<20} {'backend':<11} {'top-level layers':>16} "
-                  f"{'median build (s)':>17}  recursion limit")
-            for m, r in result.items():
-                print(f"{m:<20} {r['backend']:<11} {r['top_level_layers']:>16} "
-                      f"{r['build_s_median']:>17.2f}  {r['recursion_limit']} (untouched)")
-        if args.json:
-            text = json.dumps(result, indent=2)
-            if quiet:
-                print(text)
-            else:
-                with open(args.json, "w") as f:
-                    f.write(text)
-        return 0
-    try:
-        result = inference_benchmark(tuple(m for m in args.models.split(",") if m),
-                                     repeats=15 if args.repeats is None else args.repeats,
-                                     calls=args.calls,
-                                     threads=args.threads,
-                                     log=None if quiet else (lambda m: print(m, flush=True)))
-    except ValueError as e:
-        print(f"error: {e}".splitlines()[0], file=sys.stderr)
-        return 2
-    if quiet:
-        print(json.dumps(result, indent=2))
-        return 0
-    s = result["settings"]
-    print(f"\n{result['machine']['cpus']} CPUs ({result['machine']['processor']}), batch 1, "
-          f"median of {s['repeats']} interleaved repetitions of {s['calls']} calls, "
-          f"TFLite threads {s['tflite_threads']}\n")
-    print(format_table(result))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"\nwrote {args.json}")
-    return 0

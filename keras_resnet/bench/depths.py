@@ -1,0 +1,69 @@
+"""How build time, step time and peak memory grow with depth (``--train --depths``).
+
+Each depth runs in a fresh process (:func:`keras_resnet.bench._worker.run_isolated`)
+so that the peak memory of each is its own.
+"""
+
+from __future__ import annotations
+
+from keras_resnet.bench._worker import WorkerError, run_isolated
+
+
+def depth_block(depth):
+    """The block kind of a CIFAR depth: bottleneck for 9n+2 depths that are not 6n+2 (164, 1001)."""
+    from keras_resnet import specs
+
+    block = "bottleneck" if (depth - 2) % 9 == 0 and (depth - 2) % 6 else None
+    if depth in (164, 1001):
+        block = "bottleneck"
+    blocks = specs.cifar_blocks_for(depth)
+    return block if block in blocks else blocks[0]
+
+
+def one_depth(depth, batch_size=16, precision="float32", preact=True, repeats=3, remat=False):
+    """One depth in this process: build, one warm-up call, ``repeats`` timed steps."""
+    from keras_resnet.bench.cases import engine_case
+    from keras_resnet.bench.machine import peak_memory
+
+    block = depth_block(depth)
+
+    def model_fn():
+        import keras_resnet
+
+        model = keras_resnet.ResNet(depth=depth, family="cifar", block=block, preact=preact,
+                                    input_shape=(32, 32, 3), classes=10)
+        if remat:
+            from keras_resnet.training.remat import rematerialize_blocks
+
+            rematerialize_blocks(model)
+        return model
+
+    case = engine_case(f"depth {depth}", model_fn, batch_size=batch_size, precision=precision,
+                       xla=False, steps_per_execution=1)
+    case.run(1)
+    case.reset()
+    case.run(repeats)
+    r = case.result()
+    return {"depth": depth, "block": block, "preact": preact, "remat": remat,
+            "batch_size": batch_size, "precision": precision, "backend": r["backend"],
+            "build_seconds": r["build_seconds"], "seconds_per_step": r["seconds_per_call_median"],
+            "images_per_sec": r["images_per_sec"], **peak_memory()}
+
+
+def depth_table(depths, *, batch_size=16, precision="float32", preact=True, repeats=3,
+                remat=False, log=print):
+    """Build time, step time and peak memory per depth, one fresh process each."""
+    rows = []
+    for depth in depths:
+        try:
+            row = run_isolated("depth", depth=depth, batch_size=batch_size, precision=precision,
+                               preact=preact, repeats=repeats, remat=remat)
+        except WorkerError as e:
+            rows.append({"depth": depth, "error": str(e)})
+            log(f"depth {depth}: failed: {e}")
+            continue
+        rows.append(row)
+        log(f"depth {depth}: build {row['build_seconds']:.1f} s, step "
+            f"{row['seconds_per_step'] * 1000:.0f} ms, peak {row['peak_bytes'] / 2**30:.2f} GiB "
+            f"({row['memory']})")
+    return rows
