@@ -1,6 +1,6 @@
 """The argument groups the commands compose: names of configuration fields, in display order."""
 
-DATA = ("dataset", "data_dir", "holdout", "image_size", "synthetic_examples")
+DATA = ("dataset", "data_dir", "holdout", "val_split", "image_size", "synthetic_examples")
 LENGTH = ("epochs", "steps")        # one or the other (a mutually exclusive group)
 OPTIMISATION = ("batch_size", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs",
                 "label_smoothing")

@@ -155,7 +155,8 @@ def ExperimentProgress(total, pending, stream=None, enabled=True):  # noqa: N802
 
 def _data_key(config):
     return (config.recipe, config.dataset, config.data_dir, config.seed, config.holdout,
-            config.image_size, getattr(config, "synthetic_examples", None))
+            config.image_size, getattr(config, "synthetic_examples", None),
+            getattr(config, "val_split", None))
 
 
 def run_experiment(configurations, base, out_dir, *, data=None, strategy=None, callbacks=None,

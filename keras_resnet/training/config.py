@@ -135,6 +135,9 @@ class TrainConfig:
     holdout: bool = setting(
         False, help="evaluate on 10%% of the training images held out (CIFAR-10: the paper's "
                     "45k/5k split) instead of the test set")
+    val_split: float | None = setting(
+        help="--data-dir without a val/ folder (class folders alone): the fraction of each "
+             "class held out for validation, drawn with --seed (default: 0.1)")
     image_size: int | None = setting(
         help="input size for --dataset synthetic and --data-dir (default: {image_size})")
     synthetic_examples: int | None = setting(
@@ -279,6 +282,14 @@ def resolve_config(config):
         _positive(name, value, float, allow_zero=True)
         if not value < 1:
             raise ConfigError(f"{flag(name)} must be in [0, 1); received {value!r}.")
+    if c.val_split is not None:
+        if c.dataset != "folder":
+            raise ConfigError(f"--val-split applies to --data-dir; received --dataset "
+                              f"{c.dataset}.")
+        if isinstance(c.val_split, bool) or not isinstance(c.val_split, (int, float)) \
+                or not 0 < c.val_split < 1:
+            raise ConfigError(f"--val-split must be between 0 and 1 (exclusive); received "
+                              f"{c.val_split!r}.")
     if c.synthetic_examples is not None and c.dataset != "synthetic":
         raise ConfigError(f"--synthetic-examples applies to --dataset synthetic; received "
                           f"--dataset {c.dataset}.")

@@ -68,6 +68,8 @@ def load_data(config, backend="tensorflow"):
     from keras_resnet import data as data_lib
 
     kwargs = {"seed": config.seed, "holdout": config.holdout}
+    if config.val_split is not None:
+        kwargs["val_split"] = config.val_split
     if config.image_size is not None:
         kwargs["image_size"] = config.image_size
     if config.dataset in ("synthetic", "folder") and config.image_size is None:
@@ -210,9 +212,8 @@ class Trainer:
         c, plan = self.config, self.plan
         write_json(os.path.join(self.run_dir, "config.json"), {
             "flags": c.flags(), "plan": dataclasses.asdict(plan), "builder": self.builder,
-            "dataset": {"name": self.data.name, "train_size": self.data.train_size,
-                        "test_size": self.data.test_size, "classes": self.data.num_classes,
-                        "preprocessing": self.data.preprocessing},
+            # name, sizes, classes, preprocessing; a folder's path and held-out split
+            "dataset": self.data.describe(),
             "backend": self.engine.backend, "strategy": self.engine.name,
             "replicas": self.replicas, "versions": _versions(), "command": sys.argv})
 
@@ -429,8 +430,8 @@ class Trainer:
         return copy
 
     def export(self):
-        """Export the model with ``keras_resnet.serving.export_model``; return its directory."""
-        from keras_resnet.serving import directory as export_lib
+        """Export the model with ``keras_resnet.export.export_model``; return its directory."""
+        from keras_resnet import export as export_lib
 
         c = self.config
         rows = self.history
@@ -438,7 +439,7 @@ class Trainer:
         if rows:
             metrics = {"test_accuracy": rows[-1]["test_accuracy"],
                        "test_loss": rows[-1]["test_loss"], "epochs_completed": rows[-1]["epoch"]}
-        metadata = {"dataset": self.data.name,
+        metadata = {"dataset": self.data.name, "data": self.data.describe(),
                     "builder": {"name": "ResNet", "kwargs": self.builder},
                     "metrics": metrics, "run_dir": os.path.abspath(self.run_dir),
                     "training": {"recipe": c.recipe, "precision": c.precision,
