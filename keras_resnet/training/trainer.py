@@ -430,8 +430,8 @@ class Trainer:
         return copy
 
     def export(self):
-        """Export the model with ``keras_resnet.export.export_model``; return its directory."""
-        from keras_resnet import export as export_lib
+        """Export the model with ``keras_resnet.serving.export_model``; return its directory."""
+        from keras_resnet.serving import directory as export_lib
 
         c = self.config
         rows = self.history
