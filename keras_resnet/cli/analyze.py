@@ -61,8 +61,10 @@ def _model_and_data_flags(p, split_default):
                    help="evaluation data (default: the dataset named in the metadata.json "
                         "beside the model)")
     m.add_argument("--data-dir", default=None,
-                   help="image folders DIR/train/<class>/ and DIR/val/<class>/ instead of "
-                        "--dataset, as for recipes/cifar10.py")
+                   help="image folders DIR/train/<class>/ and DIR/val/<class>/ (or class "
+                        "folders alone) instead of --dataset, as for recipes/cifar10.py "
+                        "(default: the folders recorded in the metadata.json beside a "
+                        "folder-trained model, read at its input size)")
     m.add_argument("--data-seed", type=int, default=None,
                    help="seed of the dataset's split, the training run's --seed (default: the "
                         "one in the metadata.json beside the model, else 0)")
@@ -163,34 +165,6 @@ def _check_out(args, outputs):
                          "pass --overwrite to replace it, or choose another --out")
 
 
-def _metadata(model_path):
-    """The metadata.json of an export (beside the model or in its directory), or {}."""
-    folder = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(
-        model_path))
-    path = os.path.join(folder, "metadata.json")
-    try:
-        with open(path) as f:
-            meta = json.load(f)
-        return meta if isinstance(meta, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _resolve_data(args):
-    meta = _metadata(args.model)
-    dataset = args.dataset
-    if dataset is None and args.data_dir is None:
-        dataset = meta.get("dataset")
-        if dataset not in DATASETS:
-            raise UsageError("--dataset is needed: no metadata.json beside the model names one "
-                             f"of {', '.join(DATASETS)}")
-    seed = args.data_seed
-    if seed is None:
-        seed = (meta.get("training") or {}).get("seed", 0)
-        seed = seed if isinstance(seed, int) and seed >= 0 else 0
-    return dataset, seed
-
-
 def write_json(obj, path):
     """Write ``obj`` as JSON to ``path`` atomically (a temporary file, then a rename)."""
     from keras_resnet.analysis.files import write_atomically
@@ -205,15 +179,16 @@ def write_json(obj, path):
 
 def _load_model_and_data(args):
     from keras_resnet import analysis
-
-    dataset, seed = _resolve_data(args)
-    model = analysis.load_model(args.model)
     from keras_resnet.analysis import inputs
 
-    x, y, info = inputs.load_arrays(dataset, data_dir=args.data_dir, split=args.split,
-                                    seed=seed, limit=args.limit)
+    model = analysis.load_model(args.model)
+    # The flags, else the dataset (or image folders, input size and held-out split)
+    # that the metadata.json beside the model records.
+    source = inputs.model_inputs(args.model, dataset=args.dataset, data_dir=args.data_dir,
+                                 seed=args.data_seed, model=model)
+    x, y, info = inputs.load_arrays(**source, split=args.split, limit=args.limit)
     analysis.network.check_data_fits(model, x, y, num_classes=info["num_classes"])
-    info["dataset_flag"] = dataset
+    info["dataset_flag"] = source["name"]
     return model, x, y, info
 
 

@@ -20,20 +20,21 @@ synthetic data), :mod:`~keras_resnet.data.tfds_sources` (CIFAR, ImageNet),
 :mod:`~keras_resnet.data.folders` (image folders, the scan cache),
 :mod:`~keras_resnet.data.plans` (epoch order and augmentation draws),
 :mod:`~keras_resnet.data.tf_pipeline`, :mod:`~keras_resnet.data.numpy_pipeline`,
-:mod:`~keras_resnet.data.input_data` (``InputData``), :mod:`~keras_resnet.data.cli`.
+:mod:`~keras_resnet.data.input_data` (``InputData``),
+:mod:`~keras_resnet.data.throughput`; the command line is :mod:`keras_resnet.cli.data`.
 Importing this package does not import TensorFlow.
 """
 
-from keras_resnet.data.cli import main, pipeline_throughput
 from keras_resnet.data.common import (CIFAR_PAD, DATASETS, DIGITS_PAD, FAMILIES, HOLDOUT_FRACTION,
                                       RRC_RATIO, RRC_SCALE, TFDS_DATASETS, DataError)
 from keras_resnet.data.folders import cache_dir
 from keras_resnet.data.input_data import InputData
 from keras_resnet.data.sources import DIGITS_CLASSES, load, load_digits
+from keras_resnet.data.throughput import pipeline_throughput
 from keras_resnet.data.tfds_sources import (CIFAR10_CLASSES, IMAGENET_MANUAL_FILES,
                                             imagenet_manual_dir, tfds_root)
 
 __all__ = ["CIFAR10_CLASSES", "CIFAR_PAD", "DATASETS", "DIGITS_CLASSES", "DIGITS_PAD", "DataError",
            "FAMILIES", "HOLDOUT_FRACTION", "IMAGENET_MANUAL_FILES", "InputData", "RRC_RATIO",
            "RRC_SCALE", "TFDS_DATASETS", "cache_dir", "imagenet_manual_dir", "load", "load_digits",
-           "main", "pipeline_throughput", "tfds_root"]
+           "pipeline_throughput", "tfds_root"]

@@ -1,56 +1,25 @@
-"""``python -m keras_resnet.data``: load a dataset, print its summary and the input speed."""
+"""``keras-resnet data`` (``python -m keras_resnet.data``): load a dataset, print its
+summary and how fast the input pipeline alone delivers training batches."""
 
 from __future__ import annotations
 
-import time
+import json
+import sys
 
-from keras_resnet.data.common import DATASETS, DataError
+from keras_resnet.cli.fields import Parser
+from keras_resnet.training.config import DATASETS
 
-
-def pipeline_throughput(dataset, batches=20, warmup=2):
-    """Images per second an input pipeline delivers on its own (no model).
-
-    Iterates ``warmup`` batches, then times ``batches`` more; compare with a
-    training step's images per second to see whether the input is a
-    bottleneck (the training loop also times its own waits on ``next()``).
-
-    Args:
-        dataset: an iterable of ``(images, labels, ...)`` batches: a
-            ``tf.data.Dataset`` or a NumPy iterator.
-        batches: int, batches to time.
-        warmup: int, batches to skip first (pipeline start-up, caches).
-
-    Returns:
-        dict with ``images``, ``seconds``, ``images_per_sec``.
-    """
-    iterator = iter(dataset)
-    for _ in range(warmup):
-        if next(iterator, None) is None:
-            break
-    images, start = 0, time.perf_counter()
-    for _ in range(batches):
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            break
-        images += int(batch[0].shape[0])
-    seconds = time.perf_counter() - start
-    return {"images": images, "seconds": seconds,
-            "images_per_sec": images / seconds if seconds > 0 else float("inf")}
+ALL_DATASETS = tuple(dict.fromkeys(d for names in DATASETS.values() for d in names))
 
 
-def main(argv=None):
-    """Parse the command line, load, summarise, time; exit code 2 on a data error."""
-    import argparse
-    import json
-    import sys
-
-    parser = argparse.ArgumentParser(
-        prog="python -m keras_resnet.data",
+def build_parser(prog=None):
+    """The parser of ``keras-resnet data`` (``python -m keras_resnet.data``)."""
+    parser = Parser(
+        prog=prog or "python -m keras_resnet.data",
         description="Load a dataset as the recipes do; print its summary and how fast the "
                     "input pipeline alone delivers training batches.")
     parser.add_argument("--dataset", default=None,
-                        help=f"one of {', '.join(DATASETS)} (default: digits, or the image "
+                        help=f"one of {', '.join(ALL_DATASETS)} (default: digits, or the image "
                              "folders of --data-dir)")
     parser.add_argument("--data-dir", default=None,
                         help="image folders DIR/train/<class>/ and DIR/val/<class>/ (default: none)")
@@ -74,19 +43,28 @@ def main(argv=None):
                              "fail, with the reason (default: off; training skips them anyway)")
     parser.add_argument("--synthetic-examples", type=int, default=1024,
                         help="training examples of --dataset synthetic (default: 1024)")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv=None, prog=None):
+    """Parse the command line, load, summarise, time; exit code 2 on a data error."""
+    try:
+        args = build_parser(prog).parse_args(argv)
+    except SystemExit as e:   # argparse printed its one-line error (or --help)
+        return int(e.code or 0)
     from keras_resnet.data import folders
+    from keras_resnet.data.common import DataError
     from keras_resnet.data.sources import load
+    from keras_resnet.data.throughput import pipeline_throughput
 
     try:
         name = args.dataset or (None if args.data_dir else "digits")
         data = load(name, data_dir=args.data_dir, seed=args.seed, holdout=args.holdout,
                     image_size=args.image_size, synthetic_examples=args.synthetic_examples)
         if args.check and data.name == "folder":
-            for split in (data._train, data._test):
+            for split in (data.train_split, data.test_split):
                 for path, reason in folders.check_folder(list(split.images)).items():
-                    data._skips.add(path, reason, quiet=True)
+                    data.skip_record.add(path, reason, quiet=True)
             for path, reason in data.skipped.items():
                 print(f"skipped: {path}: {reason}")
         summary = {"name": data.name, "family": data.family, "num_classes": data.num_classes,
