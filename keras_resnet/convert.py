@@ -1,4 +1,4 @@
-"""keras.applications ResNets in, the equivalent keras_resnet models out.
+"""keras.applications ResNets and torchvision/timm state dicts in, keras_resnet models out.
 
 This module sits above both the builder (:mod:`keras_resnet.models`) and the
 weight loading (:mod:`keras_resnet.weights`): it recognises a keras.applications
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_resnet import models, weights
+from keras_resnet import models, weights, weights_torch
 from keras_resnet.architecture import LAYOUTS
 
 
@@ -60,3 +60,33 @@ def from_keras_applications(model, *, name=None):
                            **LAYOUTS[flavor.preact], **kwargs)
     weights.transfer(model, target)
     return target
+
+
+def from_torch(path, *, include_top=None, input_shape=None, name=None, **kwargs):
+    """Build the keras_resnet model of a torchvision/timm ResNet state dict file.
+
+    Reads ``path`` (``.pth`` with PyTorch, ``.safetensors`` with NumPy only),
+    recognises the network (resnet18/34/50/101/152/200, wide_resnet50_2/101_2),
+    builds ``ResNet(depth, width=..., stride_at="3x3")`` and loads the weights.
+
+    Args:
+        path: str or path-like, the state dict file.
+        include_top: bool or None: None keeps the file's classifier when it has one.
+        input_shape: tuple or None (default 224x224x3; other channel counts adapt the stem).
+        name: str or None, the model's name (default: ours).
+        **kwargs: other arguments of ``ResNet`` (``pooling``, ``classifier_activation``...).
+
+    Returns:
+        A ``keras.Model`` computing what the PyTorch model computes in eval mode.
+    """
+    state = weights_torch.read_state_dict(path)
+    info = weights_torch.describe(state)
+    if include_top is None:
+        include_top = info["classes"] is not None
+    if include_top:
+        kwargs.setdefault("classes", info["classes"])
+    model = models.ResNet(info["depth"], width=info["width"], family="imagenet",
+                          stride_at="3x3" if info["block"] == "bottleneck" else None,
+                          include_top=include_top, input_shape=input_shape, name=name, **kwargs)
+    weights_torch.transfer_state_dict(state, model, what=repr(str(path)))
+    return model

@@ -21,7 +21,9 @@ this module absorbs exactly:
 This module loads weights into a model it is given and never builds one with
 the builder: ``ResNet(depth, weights=...)`` calls :func:`load` with ``"imagenet"``
 (the official file, downloaded by Keras with its hash check) or a path (an
-official-format ``.h5`` file or one of our own ``.weights.h5`` files), and
+official-format ``.h5`` file, one of our own ``.weights.h5`` files, or a
+torchvision/timm state dict in ``.pth``/``.safetensors``, read by
+:mod:`keras_resnet.weights_torch`), and
 :func:`keras_resnet.convert.from_keras_applications` builds the model a
 keras.applications one converts into, then calls :func:`transfer`. What
 ``weights="imagenet"`` requires of the architecture is checked before building,
@@ -37,8 +39,11 @@ import re
 import keras
 import numpy as np
 
-from keras_resnet import layers, specs
+from keras_resnet import layers, specs, weights_torch
 from keras_resnet.architecture import IMAGENET_CLASSES, IMAGENET_WEIGHT_DEPTHS
+
+# Three-channel weights read other input channels through an adapted stem kernel.
+adapt_input_channels = weights_torch.adapt_input_channels
 
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
 
@@ -213,9 +218,15 @@ def _set(layer, values, what):
     layer.set_weights([np.asarray(v, dtype=w.dtype) for v, w in zip(values, current)])
 
 
-def _copy_conv(conv, source):
-    """Copy the kernel of ``source`` into ``conv``; return the source bias (zeros if none)."""
+def _copy_conv(conv, source, adapt_channels=False):
+    """Copy the kernel of ``source`` into ``conv``; return the source bias (zeros if none).
+
+    ``adapt_channels`` (the stem): a three-channel kernel is adapted to the
+    input channels of ``conv`` (:func:`adapt_input_channels`).
+    """
     values = _values(source)
+    if adapt_channels:
+        values[0] = adapt_input_channels(values[0], conv.kernel.shape[2])
     if tuple(conv.strides) != tuple(source.strides):
         raise ValueError(f"convolution {conv.name!r} has strides {tuple(conv.strides)}; "
                          f"{source.name!r} has {tuple(source.strides)} (stride placement "
@@ -251,7 +262,7 @@ def _transfer_v1(src, stem, blocks):
     """ResNet50/101/152: conv + BN pairs, each bias folded into its own BN."""
     if stem.bn is None:
         raise ValueError("the stem has no BatchNorm; keras.applications' ResNet (v1) has one")
-    _fold_bn(stem.bn, src["conv1_bn"], _copy_conv(stem.conv, src["conv1_conv"]))
+    _fold_bn(stem.bn, src["conv1_bn"], _copy_conv(stem.conv, src["conv1_conv"], True))
     for (s, b), block in blocks.items():
         prefix = f"conv{s + 1}_block{b}"
         has_projection = f"{prefix}_0_conv" in src
@@ -268,7 +279,7 @@ def _transfer_v2(src, stem, blocks, target):
     if not stem.conv.use_bias:
         raise ValueError("the stem convolution has no bias; keras.applications' ResNetV2 "
                          "stem bias cannot be folded (build with stem_bias=True)")
-    _copy_conv(stem.conv, src["conv1_conv"])
+    _copy_conv(stem.conv, src["conv1_conv"], True)
     stream = 0.0  # bias carried by the residual stream, relative to ours
     for (s, b), block in sorted(blocks.items()):
         prefix = f"conv{s + 1}_block{b}"
@@ -307,7 +318,10 @@ def load(model, weights, depth=None, preact=False):
         weights: ``"imagenet"`` (the official keras.applications file of
             ``depth``/``preact``, downloaded by Keras with its hash check), the
             path of an official-format ``.h5`` file (legacy Keras weights, as
-            keras.applications loads them) or of one of our ``.weights.h5`` files.
+            keras.applications loads them), of one of our ``.weights.h5`` files,
+            or of a torchvision/timm ResNet state dict (``.pth``, ``.safetensors``).
+            Three-channel ImageNet weights fill a stem of other input channels
+            through :func:`adapt_input_channels`.
         depth: int, the depth the model was built with.
         preact: bool, whether the model is pre-activation.
 
@@ -330,7 +344,15 @@ def load(model, weights, depth=None, preact=False):
         _transfer_or_fail(source, model, "'imagenet'")
         return
     path = os.fspath(weights)
-    official = _h5_layer_groups(path)
+    fmt = weights_torch.sniff_format(path)
+    if weights_torch.is_torch_weights(path):
+        weights_torch.load_into(model, path)
+        return
+    if fmt is None and not path.endswith((".h5", ".keras")):
+        raise ValueError(f"Invalid value for argument `weights`: {path!r} is none of the formats "
+                         "read here (a .weights.h5 or .keras file of ours, a keras.applications "
+                         ".h5 file, a torchvision/timm state dict in .pth or .safetensors).")
+    official = _h5_layer_groups(path) if fmt == "hdf5" else None
     if official is None:
         try:
             model.load_weights(path)

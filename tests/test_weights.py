@@ -340,3 +340,21 @@ def test_own_weights_file_round_trip_and_mismatch(tmp_path):
         keras_resnet.ResNet(depth=32, weights=str(path))
     with pytest.raises(ValueError, match="argument `weights`"):
         keras_resnet.ResNet(depth=20, weights=str(tmp_path / "missing.weights.h5"))
+
+
+def test_grayscale_from_official_file_equals_rgb_net_on_replicated_image(tmp_path):
+    """A 1-channel stem adapted from three-channel weights: the grey image through it
+    equals keras.applications' RGB net on that image copied into the three channels."""
+    source = official_source("ResNet50", include_top=False, pooling="avg", seed=4)
+    path = write_official_h5(source, tmp_path / "resnet50_notop.h5")
+    gray = inputs(64)[..., :1]
+    ours = keras_resnet.ResNet(depth=50, weights=str(path), include_top=False, pooling="avg",
+                               family="imagenet", input_shape=(64, 64, 1))
+    assert ours.get_layer("stem").conv.kernel.shape[2] == 1
+    assert_same_function_on(source, np.repeat(gray, 3, axis=-1), ours, gray)
+
+
+def assert_same_function_on(source, source_x, ours, ours_x):
+    expected, got = predict(source, source_x), predict(ours, ours_x)
+    assert got.shape == expected.shape
+    assert relative_error(expected, got) <= RTOL
