@@ -80,8 +80,10 @@ def quiet_native_stderr():
     saved = os.dup(fd)
     with tempfile.TemporaryFile(mode="w+b") as held:
         os.dup2(held.fileno(), fd)
+        failed = True
         try:
             yield
+            failed = False
         finally:
             sys.stderr.flush()
             os.dup2(saved, fd)
@@ -90,7 +92,16 @@ def quiet_native_stderr():
             text = held.read().decode("utf8", "replace")
             raw = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "")
             level = int(raw) if raw.isdigit() else 0
-            shown = [line for line in text.splitlines() if _keep(line, level)]
+            shown, dropped = [], False
+            for line in text.splitlines():
+                if failed:   # the import failed: show everything, the reason may be there
+                    shown.append(line)
+                    continue
+                if dropped and not _NATIVE.match(line) and line.strip() != _ABSL_NOTICE:
+                    continue   # the rest of a dropped multi-line native message
+                dropped = not _keep(line, level)
+                if not dropped:
+                    shown.append(line)
             if shown:
                 sys.stderr.write("\n".join(shown) + "\n")
                 sys.stderr.flush()

@@ -41,6 +41,14 @@ from keras_resnet.training.schedules import make_schedule
 DEFAULT_LOG_EVERY = {"gpu": 128, "cpu": 4}
 
 
+def run_length(plan):
+    """How long a run is, in words: ``20 epochs (440 steps)``, ``4 steps (of a 32-step epoch)``."""
+    if plan.total_steps < plan.steps_per_epoch:
+        return f"{plan.total_steps} step{'s' * (plan.total_steps != 1)} (of a " \
+               f"{plan.steps_per_epoch}-step epoch)"
+    return f"{plan.epochs} epoch{'s' * (plan.epochs != 1)} ({plan.total_steps} steps)"
+
+
 def make_engine(config, strategy=None):
     """The engine of the running Keras backend (``config.backend`` must agree with it)."""
     backend = keras.backend.backend()
@@ -262,8 +270,8 @@ class Trainer:
         self._say(f"{self.data.name}: {self.data.train_size} training / {self.data.test_size} "
                   f"test images, {self.model.name} ({trainable:,} trainable parameters), "
                   f"{self.engine.name} with {self.replicas} replica(s), global batch "
-                  f"{plan.global_batch}, lr {plan.lr:g}, {plan.epochs} epochs "
-                  f"({plan.total_steps} steps), precision {c.precision}.")
+                  f"{plan.global_batch}, lr {plan.lr:g}, {run_length(plan)}, "
+                  f"precision {c.precision}.")
         if start:
             self._say(f"Resuming {self.run_dir} after epoch {start} ({self.store.path(start)}).")
         self._say(f"Run directory: {self.run_dir}")
