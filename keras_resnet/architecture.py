@@ -170,6 +170,18 @@ def check_head(include_top=True, pooling=None, classes=None, name=None):
                          "or None (the default name).")
 
 
+def resolve_ordering(preact, ordering):
+    """The unit ordering of ``preact`` and ``ordering`` (None: from ``preact``), checked."""
+    if ordering is None:
+        return "full_preact" if preact else "post"
+    check_choice("ordering", ordering, specs.ORDERINGS)
+    if preact and ordering != "full_preact":
+        raise ValueError(f"Invalid value for argument `ordering`: received {ordering!r}, "
+                         f"which conflicts with `preact=True` (`ordering={ordering!r}` "
+                         "needs preact=False); preact=True means ordering='full_preact'.")
+    return ordering
+
+
 def shortcut_kind(shortcut, in_channels, out_channels, strides, residual=True):
     """Decide the shortcut of one block: the only place this is decided.
 
@@ -347,14 +359,7 @@ def resolve_architecture(depth, *, preact=False, family=None, block=None, width=
 
 def _architecture(family, block, stage_blocks, width, *, preact, ordering=None,
                   stride_at=None, downsample_at=None, **options):
-    if ordering is None:
-        ordering = "full_preact" if preact else "post"
-    else:
-        check_choice("ordering", ordering, specs.ORDERINGS)
-        if preact and ordering != "full_preact":
-            raise ValueError(f"Invalid value for argument `ordering`: received {ordering!r}, "
-                             f"which conflicts with `preact=True` (`ordering={ordering!r}` "
-                             "needs preact=False); preact=True means ordering='full_preact'.")
+    ordering = resolve_ordering(preact, ordering)
     if stride_at is not None:
         check_choice("stride_at", stride_at, specs.STRIDE_AT)
         if block != "bottleneck":
@@ -466,12 +471,6 @@ def resolve_resnet(depth, *, preact=False, family=None, block=None, width=1, sho
         # ImageNet weights mean an ImageNet network, whatever the input size.
         family = "imagenet" if family is None else family
         extras = imagenet_layout(depth, preact, extras, family=family)
-    elif _is_torch_weights(weights):
-        # torchvision/timm state dicts: ImageNet nets, bottlenecks strided on the 3x3.
-        from keras_resnet.weights_torch import torch_layout
-
-        family = "imagenet" if family is None else family
-        extras = torch_layout(depth, extras, family=family, block=block)
     arch = resolve_architecture(depth, preact=preact, family=family, block=block, width=width,
                                 shortcut=shortcut, residual=residual,
                                 drop_path_rate=drop_path_rate, input_shape=input_shape,
@@ -479,12 +478,6 @@ def resolve_resnet(depth, *, preact=False, family=None, block=None, width=1, sho
     if weights == "imagenet":
         check_imagenet_compatible(depth, arch, include_top, classes)
     return arch
-
-
-def _is_torch_weights(weights):
-    from keras_resnet.weights_torch import is_torch_weights
-
-    return is_torch_weights(weights)
 
 
 def resolve_wide_resnet(depth=28, width=10, dropout_rate=0.0, *, weights=None, **extras):

@@ -107,3 +107,34 @@ def test_serialization_round_trip():
     layer = BatchNorm(momentum=0.8, epsilon=1e-3, name="bn")
     again = keras.layers.deserialize(keras.layers.serialize(layer))
     assert type(again) is BatchNorm and again.get_config() == layer.get_config()
+
+
+def test_fused_false_runs_keras_own_call_with_the_same_results():
+    """`fused=False` (or `set_fused(model, False)`) leaves the fused kernel out, results equal."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the fused kernel is TensorFlow's")
+    import tensorflow as tf
+
+    import keras_resnet
+    from keras_resnet.layers import set_fused
+
+    def op_types(layer, shape):
+        graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(
+            tf.TensorSpec(shape)).graph
+        return {op.type for op in graph.get_operations()}
+
+    plain = BatchNorm(fused=False)
+    plain.build((None, 4, 4, 2))
+    assert "FusedBatchNormV3" not in op_types(plain, (2, 4, 4, 2))
+    assert BatchNorm.from_config(plain.get_config()).fused is False
+
+    model = keras_resnet.ResNet(8, input_shape=(8, 8, 3))
+    x = np.random.default_rng(5).normal(size=(4, 8, 8, 3)).astype("float32")
+    fused_out = np.asarray(model(x, training=False))
+    assert "FusedBatchNormV3" in op_types(model, (4, 8, 8, 3))
+    # Stem BN + 2 per block x 3 blocks (option A shortcuts have no BatchNorm).
+    assert set_fused(model, False) == 7
+    assert "FusedBatchNormV3" not in op_types(model, (4, 8, 8, 3))
+    np.testing.assert_allclose(np.asarray(model(x, training=False)), fused_out, atol=1e-5)
+    with pytest.raises(TypeError, match="`fused`"):
+        BatchNorm(fused="no")
