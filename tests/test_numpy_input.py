@@ -83,7 +83,7 @@ def test_digits_are_small_translations_without_flips(digits):
 def test_random_resized_crops_follow_the_plan():
     """Synthetic ImageNet-size data: each example is its planned crop, resized and maybe flipped."""
     d = data.load("synthetic", image_size=64, synthetic_examples=24, num_classes=5, seed=2)
-    spec, images = d.preprocessing, d._train.images
+    spec, images = d.preprocessing, d.train_split.images
     (x, y), = list(d.numpy_train_epochs(24, 5, 1, end_epoch=6))
     index = plans.order(2, 5, 24)
     u = plans.uniforms(2, 5, 0, 24)
@@ -95,7 +95,7 @@ def test_random_resized_crops_follow_the_plan():
         want = (crop[:, ::-1] if flips[k] else crop) * np.float32(spec["scale"])
         want = (want - np.float32(spec["mean"])) / np.float32(spec["std"])
         np.testing.assert_array_equal(x[k], want)
-        assert y[k] == d._train.labels[index[k]]
+        assert y[k] == d.train_split.labels[index[k]]
 
 
 def test_test_batches_are_the_preprocessing(digits):

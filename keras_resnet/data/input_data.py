@@ -36,6 +36,11 @@ class InputData:
             epoch: files are decoded, and skipped, when the pipeline meets them).
         skipped_paths: those files, in the order they were met.
         skipped: ``{path: reason}`` of those files.
+        train_split, test_split: the examples of each split (a
+            :class:`~keras_resnet.data.common.Split`: uint8 images, file paths
+            or TFDS records, and labels), read by the pipelines.
+        skip_record: the :class:`~keras_resnet.data.common.SkipRecord` the
+            pipelines add undecodable files to.
         data_dir: the image folder's absolute path (None for named datasets).
         val_split: the fraction of each class held out for validation from an
             image folder without ``val/`` (None: the folder's ``val/``, or a
@@ -60,6 +65,18 @@ class InputData:
     _train: Split = dataclasses.field(default=None, repr=False)
     _test: Split = dataclasses.field(default=None, repr=False)
     _skips: SkipRecord = dataclasses.field(default_factory=SkipRecord, repr=False)
+
+    @property
+    def train_split(self):
+        return self._train
+
+    @property
+    def test_split(self):
+        return self._test
+
+    @property
+    def skip_record(self):
+        return self._skips
 
     @property
     def skipped_files(self):

@@ -26,7 +26,7 @@ from keras_resnet.data.common import CIFAR_PAD, DIGITS_PAD, DataError
 
 
 def check_in_memory(data, what):
-    for split in (data._train, data._test):
+    for split in (data.train_split, data.test_split):
         if split.kind != "array":
             raise DataError(f"{what} needs a dataset held in memory (digits, synthetic, "
                             f"cifar10, cifar100); {data.name!r} is read from "
@@ -70,7 +70,7 @@ class _BatchMaker:
     """``(epoch, step) -> (float32 images, int32 labels)`` of one shard, NumPy only."""
 
     def __init__(self, data, batch_size, num_shards, shard_index, crops_on_device=False):
-        self.data, self.split, self.crops_on_device = data, data._train, crops_on_device
+        self.data, self.split, self.crops_on_device = data, data.train_split, crops_on_device
         self.batch_size, self.num_shards, self.shard_index = batch_size, num_shards, shard_index
         self.orders = plans.EpochOrders(data.seed, self.split.size)
 
@@ -142,7 +142,7 @@ def _ordered(make, jobs, workers):
 
 def test_batches(data, batch_size):
     """Evaluation batches in order, the last partial batch kept (NumPy twin of ``test_dataset``)."""
-    split, spec = data._test, data.preprocessing
+    split, spec = data.test_split, data.preprocessing
     for start in range(0, split.size, batch_size):
         images = split.images[start:start + batch_size]
         yield prep.preprocess_numpy(images, spec), split.labels[start:start + batch_size]

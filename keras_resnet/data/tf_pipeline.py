@@ -79,7 +79,7 @@ def train_epochs(data, batch_size, start_epoch, steps, end_epoch, num_shards, sh
     """Epochs ``start_epoch, start_epoch + 1, ...`` (to ``end_epoch``, excluded, or forever)."""
     import tensorflow as tf
 
-    split = data._train
+    split = data.train_split
     end = FOREVER if end_epoch is None else int(end_epoch)
     if split.kind == "array" and data.augment in ("cifar", "digits"):
         ds = _array_batches(data, batch_size, start_epoch, steps, end, num_shards, shard_index)
@@ -108,7 +108,7 @@ def _array_batches(data, batch_size, start_epoch, steps, end, num_shards, shard_
     """In-memory pad-and-crop data, augmented a whole batch at a time."""
     import tensorflow as tf
 
-    split, spec, augment = data._train, data.preprocessing, data.augment
+    split, spec, augment = data.train_split, data.preprocessing, data.augment
     orders = plans.EpochOrders(data.seed, split.size)
     pad = DIGITS_PAD if augment == "digits" else CIFAR_PAD
     h, w = split.images.shape[1:3]
@@ -138,13 +138,13 @@ def _array_batches(data, batch_size, start_epoch, steps, end, num_shards, shard_
 
 def _example_fetcher(data, num_shards, shard_index):
     """NumPy: ``(epoch, position) -> (uint8 image or crop, label, ok, flip, offsets)``."""
-    split, augment = data._train, data.augment
+    split, augment = data.train_split, data.augment
     orders = plans.EpochOrders(data.seed, split.size)
 
     def fetch(epoch, position):
         index = int(orders.indices(epoch, [position])[0])
         source = split.images[index]
-        image = read_or_none(source, data._skips) if split.kind == "files" else source
+        image = read_or_none(source, data.skip_record) if split.kind == "files" else source
         return augment_params(image, split.labels[index], data.seed, epoch, position, augment)
 
     return fetch
@@ -219,13 +219,13 @@ def _record_epoch(data, epoch, batch_size, steps, num_shards, shard_index):
     """One epoch of TFDS records: TFDS's shuffle, then decoded and augmented like files."""
     import tensorflow as tf
 
-    ds = data._train.records(data.seed, epoch).enumerate()
+    ds = data.train_split.records(data.seed, epoch).enumerate()
     if num_shards > 1:
         ds = ds.shard(num_shards, shard_index)
 
     def fetch(position, contents, label):
         name = f"{data.name} train record {int(position)} of epoch {epoch}"
-        image = read_or_none(bytes(contents), data._skips, name=name)
+        image = read_or_none(bytes(contents), data.skip_record, name=name)
         return augment_params(image, label, data.seed, epoch, position, data.augment)
 
     examples = ds.map(lambda p, record: (p, record[0], tf.cast(record[1], tf.int32)))
@@ -239,7 +239,7 @@ def test_dataset(data, batch_size):
     """Evaluation batches in a fixed order, the last partial batch kept."""
     import tensorflow as tf
 
-    split, spec = data._test, data.preprocessing
+    split, spec = data.test_split, data.preprocessing
     if split.kind == "array":
         ds = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
         ds = ds.map(lambda im, y: (normalize(eval_resize(tf.cast(im, tf.float32), spec), spec), y),
@@ -249,7 +249,7 @@ def test_dataset(data, batch_size):
     if split.kind == "records":
         def read(position, contents, label):
             name = f"{data.name} test record {int(position)}"
-            image = read_or_none(bytes(contents), data._skips, name=name)
+            image = read_or_none(bytes(contents), data.skip_record, name=name)
             return (np.zeros((1, 1, 3), np.uint8) if image is None else image), label, \
                 image is not None
 
@@ -257,7 +257,7 @@ def test_dataset(data, batch_size):
             lambda p, r: (p, r[0], tf.cast(r[1], tf.int32)))
     else:
         def read(index):
-            image = read_or_none(split.images[index], data._skips)
+            image = read_or_none(split.images[index], data.skip_record)
             return (np.zeros((1, 1, 3), np.uint8) if image is None else image), \
                 split.labels[index], image is not None
 
@@ -277,10 +277,10 @@ def test_dataset(data, batch_size):
 def raw_test_records(data, n):
     """Up to ``n`` TFDS test records decoded and resized to uint8 at the input size."""
     images, labels = [], []
-    for contents, label in data._test.records(data.seed, None).as_numpy_iterator():
+    for contents, label in data.test_split.records(data.seed, None).as_numpy_iterator():
         if len(images) >= n:
             break
-        image = read_or_none(contents, data._skips, name=f"{data.name} test record")
+        image = read_or_none(contents, data.skip_record, name=f"{data.name} test record")
         if image is not None:
             images.append(prep.resize_uint8(image, data.preprocessing))
             labels.append(label)
