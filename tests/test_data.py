@@ -363,7 +363,7 @@ def test_cifar_augmentation_is_pad4_crop_and_flip(tfds, tmp_path):
         x, y = batches(d.train_dataset(16, epoch=0), 1)[0]
     spec = d.preprocessing
     raw = np.round((x * np.array(spec["std"]) + np.array(spec["mean"])) / spec["scale"]).astype(int)
-    sources = np.pad(d._train.images.astype(int), [(0, 0), (4, 4), (4, 4), (0, 0)])
+    sources = np.pad(d.train_split.images.astype(int), [(0, 0), (4, 4), (4, 4), (0, 0)])
     flips = 0
     for image in raw:
         found = None
@@ -402,7 +402,7 @@ def test_tfds_imagenet_mocked(tfds, tmp_path):
         c = batches(d.train_dataset(3, epoch=6))
         test = batches(d.test_dataset(4))
         raw, labels = d.raw_test_images(3)
-        records = list(d._test.records(0, None).take(3).as_numpy_iterator())
+        records = list(d.test_split.records(0, None).take(3).as_numpy_iterator())
         held = data.load("imagenet2012", tfds_data_dir=str(tmp_path), holdout=True)
     assert (d.family, d.num_classes, d.input_shape()) == ("imagenet", 1000, (64, 64, 3))
     assert d.class_names[0] == "n01440764" and d.preprocessing["resize"] == "center_crop"
