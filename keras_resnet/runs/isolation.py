@@ -131,10 +131,10 @@ def run_isolated(fn, args=(), kwargs=None, *, timeout=None, output=None, env=Non
     try:
         with open(call, "wb") as f:
             pickle.dump((fn, tuple(args), dict(kwargs or {})), f)
+        if output:
+            os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         sink = open(output, "ab") if output else None
         try:
-            if output:
-                os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
             proc = subprocess.Popen(
                 [sys.executable, "-m", "keras_resnet.runs._child", str(os.getpid()), call,
                  result], stdin=subprocess.DEVNULL, stdout=sink,

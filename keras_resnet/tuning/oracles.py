@@ -18,7 +18,10 @@ that for any tuner over a :class:`~keras_resnet.tuning.ResNetHyperModel`:
   it would propose a rejected region again and again: its over-budget proposals
   are replaced by random candidates;
 * the search stops after ``max_consecutive_rejections`` rejections in a row
-  (a space that barely fits the budget ends instead of spinning).
+  (a space that barely fits the budget ends instead of spinning);
+* a search in which every trained trial failed raises :class:`SearchFailed`
+  (how many, and the first one's reason) instead of ending as if it had worked,
+  and ``best_call`` refuses the hyperparameters of a trial that never completed.
 
 KerasTuner's shipped tuners build their oracle inside their constructors, with
 no argument to pass another class, so :func:`budgeted` gives the tuner's oracle
@@ -33,8 +36,21 @@ from __future__ import annotations
 import keras_tuner
 from keras_tuner.oracles import BayesianOptimizationOracle
 
-RUNNING, FAILED = "RUNNING", "FAILED"
+RUNNING, FAILED, COMPLETED = "RUNNING", "FAILED", "COMPLETED"
 DEFAULT_MAX_CONSECUTIVE_REJECTIONS = 1000
+# The attribute get_best_trials sets on the hyperparameters of a trial that never
+# completed, which best_call refuses (KerasTuner pads its "best" list with such trials).
+NEVER_COMPLETED = "keras_resnet_never_completed"
+
+
+class SearchFailed(RuntimeError):
+    """Every trial of a search failed: nothing was trained to completion."""
+
+
+def all_failed(count, first_reason):
+    """The one-line message of :class:`SearchFailed`."""
+    return (f"all {count} trained trial{'s' if count != 1 else ''} failed, nothing to rank; "
+            f"the first: {first_reason or 'no reason recorded'}")
 
 
 class RejectionAccounting:
@@ -81,6 +97,27 @@ class RejectionAccounting:
         if self.stop_reason is not None:
             self.max_trials = len(self.trials)   # the base class then answers STOPPED
         return super().create_trial(tuner_id)
+
+    def get_best_trials(self, num_trials=1):
+        # KerasTuner fills the list up with trials that did not complete; their
+        # hyperparameters are marked so that best_call refuses them.
+        best = super().get_best_trials(num_trials)
+        for trial in best:
+            if trial.status != COMPLETED:
+                setattr(trial.hyperparameters, NEVER_COMPLETED,
+                        f"trial {trial.trial_id} never completed (status {trial.status})")
+        return best
+
+    def failure(self):
+        """:func:`all_failed`'s message when no trial completed and some failed, else None."""
+        trials = list(self.trials.values())
+        if any(t.status == COMPLETED for t in trials):
+            return None
+        failed = [t for t in trials if t.status in (FAILED, "INVALID") and not self.is_rejected(t)]
+        if not failed:
+            return None
+        lines = [line.strip() for line in (failed[0].message or "").splitlines() if line.strip()]
+        return all_failed(len(failed), lines[-1] if lines else None)
 
     def populate_space(self, trial_id):
         response = super().populate_space(trial_id)
@@ -166,4 +203,17 @@ def budgeted(tuner, *, max_consecutive_rejections=DEFAULT_MAX_CONSECUTIVE_REJECT
         oracle.__class__ = _with_accounting(type(oracle))
     oracle.budget_rejection = rejection
     oracle.max_consecutive_rejections = max_consecutive_rejections
+    if not getattr(tuner, "_keras_resnet_checked_search", False):
+        search = tuner.search
+
+        def checked_search(*args, **kwargs):
+            """KerasTuner's ``search``; raises SearchFailed when every trained trial failed."""
+            result = search(*args, **kwargs)
+            message = oracle.failure()
+            if message is not None:
+                raise SearchFailed(message)
+            return result
+
+        tuner.search = checked_search   # this instance only: a search of nothing raises
+        tuner._keras_resnet_checked_search = True
     return tuner

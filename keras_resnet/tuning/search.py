@@ -39,310 +39,39 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
-import io
-import json
 import os
-import subprocess
 import sys
-import time
 
 import keras
-import keras_tuner
 
 from keras_resnet.training.config import ConfigError
-from keras_resnet.training.progress import fmt_seconds
-from keras_resnet.training.rundir import RunLog, write_json
+from keras_resnet.training.rundir import write_json
 from keras_resnet.training.trainer import Trainer, load_data
 from keras_resnet.tuning import results as R
 from keras_resnet.tuning.config import (check_search_dir, distributed_role, flag_message,
                                         resolve_search)
-from keras_resnet.tuning.hypermodel import OverBudget, ResNetHyperModel
-from keras_resnet.tuning.oracles import budgeted
-from keras_resnet.tuning.trial import error_summary, write_error
-
-OBJECTIVE = "val_accuracy"
-
-
-class TrialFailed(RuntimeError):
-    """A trial's process failed; the message is its error's summary."""
-
-
-def resident_bytes():
-    """This process's resident memory in bytes (Linux ``/proc``; else psutil; else None)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        try:
-            import psutil
-
-            return psutil.Process().memory_info().rss
-        except Exception:  # noqa: BLE001 - memory is shown when it can be read
-            return None
-
-
-def make_oracle(config):
-    """KerasTuner's oracle for ``config.tuner``, maximising validation accuracy."""
-    common = {"objective": keras_tuner.Objective(OBJECTIVE, "max"),
-              # KerasTuner draws a random seed for seed=0 (falsy), hence the + 1.
-              "seed": config.train.seed + 1}
-    if config.tuner == "random":
-        return keras_tuner.oracles.RandomSearchOracle(max_trials=config.max_trials, **common)
-    if config.tuner == "bayesian":
-        return keras_tuner.oracles.BayesianOptimizationOracle(max_trials=config.max_trials,
-                                                              **common)
-    return keras_tuner.oracles.HyperbandOracle(max_epochs=config.epochs, factor=config.factor,
-                                               **common)
-
-
-def planned_epochs(tuner, oracle, max_trials, epochs):
-    """Epochs a search trains in all: ``max_trials x epochs``, or Hyperband's brackets.
-
-    Hyperband's trials each train from scratch here, so a bracket costs the sum
-    of its rounds' sizes times their epochs (the sizes and epochs are the
-    oracle's own, KerasTuner 1.4); None when the oracle does not say.
-    """
-    if tuner != "hyperband":
-        return max_trials * epochs
-    try:
-        brackets = oracle._get_num_brackets()
-        one = sum(oracle._get_size(b, r) * oracle._get_epochs(b, r)
-                  for b in range(brackets) for r in range(b + 1))
-    except AttributeError:
-        return None
-    return one * oracle.hyperband_iterations
+from keras_resnet.tuning.hypermodel import ResNetHyperModel
+from keras_resnet.tuning.oracles import SearchFailed, all_failed
+from keras_resnet.tuning.trial import (OBJECTIVE, SearchTuner, TrialFailed,  # noqa: F401
+                                       make_oracle, planned_epochs, resident_bytes)
 
 
 @contextlib.contextmanager
 def _quiet_keras_tuner():
-    # KerasTuner prints the traceback of every failed trial (its DEBUG flag, on by
-    # default and not public). The search prints one line per trial instead and
-    # keeps the traceback in DIR/errors/.
-    from keras_tuner.src import config as kt_config
-
-    previous = kt_config.DEBUG
+    # KerasTuner prints the traceback of every failed trial; the search prints one
+    # line per trial instead and keeps the traceback in DIR/errors/. KerasTuner has
+    # no public switch for this: its module flag is set when it exists.
+    try:
+        from keras_tuner.src import config as kt_config
+    except ImportError:
+        yield
+        return
+    previous = getattr(kt_config, "DEBUG", None)
     kt_config.DEBUG = False
     try:
         yield
     finally:
         kt_config.DEBUG = previous
-
-
-class SearchTuner(keras_tuner.Tuner):
-    """A KerasTuner tuner that trains every trial with :class:`keras_resnet.training.Trainer`.
-
-    Args:
-        config: a resolved :class:`~keras_resnet.tuning.config.SearchConfig`.
-        hypermodel: the :class:`~keras_resnet.tuning.ResNetHyperModel` of the space.
-        data: the ``keras_resnet.data.InputData`` every trial trains on (in process).
-        strategy: a ``tf.distribute.Strategy`` or None (the trainer's default; in process).
-        callbacks: ``keras.callbacks.Callback`` objects given to every trial's trainer
-            (in process).
-        out: where the trial lines go (default ``sys.stdout``).
-
-    Rejected candidates (over budget) are recorded and never trained, and do not
-    count against ``max_trials`` (:func:`~keras_resnet.tuning.budgeted`).
-    """
-
-    def __init__(self, config, hypermodel, *, data=None, strategy=None, callbacks=None,
-                 out=None):
-        self.config, self.data, self.strategy = config, data, strategy
-        self.callbacks = list(callbacks or [])
-        self.out = out or sys.stdout
-        self._done = []          # (epochs, wall seconds) of the trials this process trained
-        self._last = {}
-        with contextlib.redirect_stdout(io.StringIO()):   # KerasTuner's "Reloading Tuner from"
-            super().__init__(oracle=make_oracle(config), hypermodel=hypermodel,
-                             directory=config.directory, project_name="tuner", overwrite=False)
-        budgeted(self)
-
-    @property
-    def space(self):
-        return self.hypermodel.space
-
-    def _populate_initial_space(self):
-        # KerasTuner builds the hypermodel's defaults to discover conditional
-        # hyperparameters; this space has none, so declaring it builds nothing.
-        hp = self.oracle.get_space()
-        self.hypermodel.declare_hyperparameters(hp)
-        self.oracle.update_space(hp)
-
-    def trial_config(self, trial):
-        """The :class:`~keras_resnet.training.TrainConfig` of one trial."""
-        values = trial.hyperparameters.values
-        kwargs = self.space.builder_kwargs(values)
-        lr, weight_decay = self.space.training_values(values)
-        extras = dict(self.config.train.model_extras)
-        if "block" in kwargs:
-            extras["block"] = kwargs["block"]
-        return dataclasses.replace(
-            self.config.train, depth=kwargs["depth"], preact=kwargs["preact"],
-            width=float(kwargs["width"]), shortcut=kwargs.get("shortcut"), model_extras=extras,
-            lr=lr, weight_decay=weight_decay,
-            epochs=int(values.get("tuner/epochs", self.config.epochs)), steps=None,
-            run_dir=self.run_dir(trial.trial_id), export=None, no_export=True,
-            quiet=not self.config.verbose)
-
-    def run_dir(self, trial_id):
-        return os.path.join(self.config.directory, "runs", f"trial_{trial_id}")
-
-    def error_path(self, trial_id):
-        return os.path.join(self.config.directory, "errors", f"trial_{trial_id}.txt")
-
-    def run_trial(self, trial, *args, **kwargs):
-        """Train one trial with the package's trainer; return its metrics for the oracle."""
-        self._last = {"trial_id": trial.trial_id}
-        reason = self.hypermodel.rejection(trial.hyperparameters)
-        if reason is not None:
-            raise OverBudget(reason)
-        config = self.trial_config(trial)
-        log = RunLog(os.path.join(config.run_dir, "log.csv"))
-        before, start = len(log.rows()), time.monotonic()
-        if self.config.in_process:
-            self._train_here(trial, config)
-        else:
-            self._train_in_subprocess(trial, config)
-        history = log.rows()
-        if not history:
-            raise RuntimeError(f"trial {trial.trial_id} completed no epoch")
-        accuracy = max(float(r["test_accuracy"]) for r in history)
-        seconds = sum(float(r["epoch_seconds"]) for r in history)
-        # The pace of the search: wall time per epoch, a trial's start-up included.
-        self._done.append((len(history) - before, time.monotonic() - start))
-        self._last.update({OBJECTIVE: accuracy, "train_seconds": seconds})
-        return {OBJECTIVE: accuracy, "train_seconds": seconds}
-
-    def _train_here(self, trial, config):
-        """Train in this process; the Keras session is cleared and collected afterwards."""
-        trainer = None
-        try:
-            # Without --verbose, the trainer's own lines (data, model, run directory)
-            # give way to the one line per trial that on_trial_end prints.
-            sink = contextlib.nullcontext() if self.config.verbose else \
-                contextlib.redirect_stdout(io.StringIO())
-            with sink:
-                trainer = Trainer(config, data=self.data, strategy=self.strategy,
-                                  callbacks=self.callbacks, verbose=self.config.verbose)
-                trainer.run()
-        except Exception as e:
-            self._last["error"] = error_summary(e)
-            write_error(self.error_path(trial.trial_id), e)
-            raise
-        finally:
-            trainer = None
-            keras.backend.clear_session()
-            gc.collect()
-
-    def _train_in_subprocess(self, trial, config):
-        """Train in a new process (:mod:`keras_resnet.tuning.trial`); raise if it fails.
-
-        Its output goes to ``DIR/logs/trial_<id>.txt`` (the terminal with
-        ``verbose``); its peak resident memory is kept for the trial's line.
-        """
-        error_path = self.error_path(trial.trial_id)
-        log_path = os.path.join(self.config.directory, "logs", f"trial_{trial.trial_id}.txt")
-        os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        os.makedirs(os.path.dirname(error_path), exist_ok=True)
-        if os.path.exists(error_path):
-            os.remove(error_path)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
-        env["KERAS_BACKEND"] = keras.backend.backend()
-        payload = json.dumps({"config": config.flags(), "verbose": self.config.verbose,
-                              "error_path": error_path})
-        with open(log_path, "ab") as log:
-            output = None if self.config.verbose else log
-            proc = subprocess.Popen([sys.executable, "-m", "keras_resnet.tuning.trial",
-                                     str(os.getpid())],
-                                    stdin=subprocess.PIPE, stdout=output,
-                                    stderr=subprocess.STDOUT if output else None, env=env)
-            try:
-                proc.stdin.write(payload.encode())
-                proc.stdin.close()
-                # os.wait4 (not Popen.wait) reports this child's own peak memory.
-                _, status, usage = os.wait4(proc.pid, 0)
-            except BaseException:
-                proc.kill()
-                proc.wait()
-                raise
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        self._last["peak_bytes"] = usage.ru_maxrss * 1024   # kilobytes on Linux
-        if proc.returncode == 0:
-            return
-        if os.path.exists(error_path):   # the trial's own error, written by its process
-            with open(error_path) as f:
-                summary = f.readline().strip()
-        else:
-            if proc.returncode < 0:
-                summary = (f"the trial's process was killed by signal {-proc.returncode}"
-                           + (" (out of memory?)" if proc.returncode == -9 else ""))
-            else:
-                summary = f"the trial's process exited with code {proc.returncode}"
-            with open(error_path, "w") as f:
-                f.write(f"{summary}\n\nIts output: {log_path}\n")
-        self._last["error"] = summary
-        raise TrialFailed(summary)
-
-    def on_trial_end(self, trial):
-        super().on_trial_end(trial)   # the oracle records the trial; the tuner saves its state
-        local = isinstance(self.oracle, keras_tuner.Oracle)
-        last = self._last if self._last.get("trial_id") == trial.trial_id else {}
-        row = R.trial_row(trial, self.space, epochs=self.config.epochs, error=last.get("error"))
-        if row["status"] == R.COMPLETED and row["val_accuracy"] is None:
-            # On a worker the metrics went to the chief's oracle: take this run's.
-            row.update({k: last.get(k) for k in (OBJECTIVE, "train_seconds")})
-        if local:
-            R.write_csv(os.path.join(self.config.directory, "results.csv"), self.rows())
-        if not self.config.quiet:
-            memory = []
-            if last.get("peak_bytes"):
-                memory.append(f"peak {R.human_bytes(last['peak_bytes'])}")
-            if resident_bytes():
-                memory.append(f"search {R.human_bytes(resident_bytes())}")
-            progress = self.progress() if local else ""
-            print(R.trial_line(row, "  ".join(p for p in (", ".join(memory), progress) if p)),
-                  file=self.out, flush=True)
-
-    def load_model(self, trial):
-        raise NotImplementedError(
-            f"Trials of a search run are trained by keras_resnet.training: trial "
-            f"{trial.trial_id}'s run directory is {self.run_dir(trial.trial_id)}; retrain the "
-            "best configuration with --final-epochs to export it.")
-
-    # -- results and progress -------------------------------------------------------------
-    def rows(self):
-        """A results row per trial (the oracle's records; error files where present)."""
-        rows = []
-        for trial in self.oracle.trials.values():
-            error = None
-            path = self.error_path(trial.trial_id)
-            if trial.status in ("FAILED", "INVALID") and os.path.exists(path):
-                with open(path) as f:
-                    error = f.readline().strip()
-            rows.append(R.trial_row(trial, self.space, epochs=self.config.epochs, error=error))
-        return R.sort_rows(rows)
-
-    def planned_epochs(self):
-        """Epochs the whole search trains (in-budget trials), or None when unknown."""
-        return planned_epochs(self.config.tuner, self.oracle, self.config.max_trials,
-                              self.config.epochs)
-
-    def progress(self):
-        """``[4/10 trials, ETA 3m20s]`` from this process's pace and the epochs left."""
-        rows = [r for r in self.rows() if r["status"] in (R.COMPLETED, R.FAILED, R.REJECTED)]
-        trained = [r for r in rows if r["status"] != R.REJECTED]
-        if self.config.tuner == "hyperband":
-            done = sum(int(r["epochs"] or 0) for r in rows)
-            count = f"{len(trained)} trials"
-        else:
-            done = sum(int(r["epochs"] or 0) for r in trained)
-            count = f"{len(trained)}/{self.config.max_trials} trials"
-        planned = self.planned_epochs()
-        epochs = sum(e for e, _ in self._done)
-        if planned is None or not epochs:
-            return f"[{count}]"
-        pace = sum(s for _, s in self._done) / epochs
-        return f"[{count}, search ETA {fmt_seconds(max(0, planned - done) * pace)}]"
 
 
 @dataclasses.dataclass
@@ -423,7 +152,10 @@ def run_search(config, *, callbacks=None, out=None):
         if role == "chief":
             _say(out, f"Chief: serving the oracle at {os.environ['KERASTUNER_ORACLE_IP']}:"
                       f"{os.environ['KERASTUNER_ORACLE_PORT']}; the workers train the trials.")
-        tuner.search(verbose=0)
+        try:
+            tuner.search(verbose=0)
+        except SearchFailed:
+            pass   # finish() writes the records and the picture, then raises it
     if role == "worker":
         return None
     return finish(config, tuner, data, strategy, out)
@@ -458,6 +190,9 @@ def finish(config, tuner, data, strategy, out):
               f"{os.path.join(directory, 'results.png')}.")
     ranked = R.ranked(rows)
     if not ranked:
+        failed = [r for r in rows if r["status"] == R.FAILED]
+        if failed:   # nothing trained: a search that "succeeds" here would mislead
+            raise SearchFailed(all_failed(len(failed), failed[0]["error"]))
         _say(out, "No trial completed: nothing to rank.")
         return SearchResult(rows, None, None, directory, stop_reason=stop_reason)
     _say(out, R.ranked_table(rows))
