@@ -130,26 +130,14 @@ def test_layout_errors(tmp_path):
         data.load("digits", val_split=0.2)
 
 
-def test_a_training_run_records_its_split(tmp_path):
-    import json
-
+def test_training_checks_val_split_before_loading(tmp_path):
+    """What a run records of the split: tests/test_analysis_folder.py (it trains one)."""
     from keras_resnet.training import TrainConfig, train
     from keras_resnet.training.config import ConfigError
 
-    root = make_folder(tmp_path / "photos")
-    run = tmp_path / "run"
-    config = TrainConfig(recipe="cifar10", data_dir=str(root), image_size=8, depth=8, steps=2,
-                         batch_size=8, val_split=0.25, seed=5, run_dir=str(run), no_export=True,
-                         quiet=True, gpus=0)
-    train(config, verbose=False)
-    recorded = json.loads((run / "config.json").read_text())
-    assert recorded["flags"]["val_split"] == 0.25
-    described = recorded["dataset"]
-    assert (described["name"], described["data_dir"], described["seed"]) == ("folder", str(root), 5)
-    assert (described["val_split"], described["train_size"], described["test_size"]) == (0.25, 27, 10)
     with pytest.raises(ConfigError, match=r"--val-split applies to --data-dir; received "
                                           r"--dataset digits\."):
         train(TrainConfig(recipe="cifar10", dataset="digits", val_split=0.1))
     with pytest.raises(ConfigError, match=r"--val-split must be between 0 and 1 \(exclusive\); "
                                           r"received 1.5\."):
-        train(TrainConfig(recipe="cifar10", data_dir=str(root), val_split=1.5))
+        train(TrainConfig(recipe="cifar10", data_dir=str(tmp_path), val_split=1.5))
