@@ -201,6 +201,10 @@ def describe(state):
         raise ValueError(f"Invalid value for argument `weights`: not a torchvision-layout ResNet "
                          f"state dict ({stem}); our builder expresses "
                          f"{', '.join(TIMM_EXPRESSIBLE)}.")
+    if "bn1.running_var" not in state:
+        raise ValueError("Invalid value for argument `weights`: the state dict's bn1 has no "
+                         "running statistics (GroupNorm or another normalisation); our "
+                         "builder's networks use BatchNorm.")
     counts = {}
     for name in state:
         match = _BLOCK_KEY.match(name)
