@@ -26,7 +26,7 @@ def build(arch, **kwargs):
 
     Keyword arguments as :func:`ResNet`'s (``include_top``, ``input_tensor``,
     ``input_shape``, ``pooling``, ``classes``, ``classifier_activation``,
-    ``name``, ``data_format``). The variables are created inside
+    ``name``, ``data_format``, ``dtype``). The variables are created inside
     :func:`keras_resnet.layers.building_scope`, which keeps 1,000-layer
     networks fast to build under TensorFlow.
     """
@@ -35,8 +35,10 @@ def build(arch, **kwargs):
 
 
 def _build(arch, *, include_top=True, input_tensor=None, input_shape=None, pooling=None,
-           classes=None, classifier_activation="softmax", name=None, data_format=None):
+           classes=None, classifier_activation="softmax", name=None, data_format=None,
+           dtype=None):
     data_format = blocks.resolve_data_format(data_format)
+    policy = check_dtype(dtype)
     check_head(include_top, pooling, classes, name, classifier_activation, input_tensor)
     if classes is None:
         classes = specs.DEFAULT_CLASSES[arch.family]
@@ -46,7 +48,8 @@ def _build(arch, *, include_top=True, input_tensor=None, input_shape=None, pooli
     inputs = input_tensor if input_tensor is not None else keras.Input(input_shape, name="input")
 
     common = dict(data_format=data_format, bn_momentum=arch.bn_momentum,
-                  bn_epsilon=arch.bn_epsilon, kernel_regularizer=arch.kernel_regularizer)
+                  bn_epsilon=arch.bn_epsilon, kernel_regularizer=arch.kernel_regularizer,
+                  dtype=policy)
     # Units that normalise (activate) their own input need no BN (ReLU) in the stem,
     # and leave the last sum to normalise (activate) after the last block.
     unit = A.UNIT_ORDERINGS[arch.ordering]
@@ -71,22 +74,24 @@ def _build(arch, *, include_top=True, input_tensor=None, input_shape=None, pooli
     channel_axis = -1 if data_format == "channels_last" else 1
     if unit.bn_before_conv:
         x = blocks.BatchNorm(axis=channel_axis, momentum=arch.bn_momentum,
-                             epsilon=arch.bn_epsilon, name="post_bn")(x)
+                             epsilon=arch.bn_epsilon, name="post_bn", dtype=policy)(x)
     if unit.preactivation:
-        x = keras.layers.Activation("relu", name="post_relu")(x)
+        x = keras.layers.Activation("relu", name="post_relu", dtype=policy)(x)
     if include_top:
         # Under a mixed precision policy the classifier (pooling and dense) computes
         # in float32, so logits and probabilities (and the loss on them) stay float32.
-        head_dtype = "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
+        head = "float32" if _is_mixed(policy) else policy
         x = keras.layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool",
-                                                dtype=head_dtype)(x)
+                                                dtype=head)(x)
         x = keras.layers.Dense(classes, activation=classifier_activation,
                                kernel_regularizer=arch.kernel_regularizer,
-                               name="predictions", dtype=head_dtype)(x)
+                               name="predictions", dtype=head)(x)
     elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
+        x = keras.layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool",
+                                                dtype=policy)(x)
     elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool")(x)
+        x = keras.layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool",
+                                            dtype=policy)(x)
     if input_tensor is not None:
         model_inputs = keras.utils.get_source_inputs(input_tensor)
     else:
@@ -117,6 +122,32 @@ def check_head(include_top=True, pooling=None, classes=None, name=None,
                              f"channels, height, width); received shape {tuple(input_tensor.shape)}.")
 
 
+def check_dtype(dtype):
+    """``dtype`` as a ``keras.DTypePolicy``: None means Keras's global policy (as for any layer).
+
+    A policy name (``"float32"``, ``"mixed_float16"``, ``"mixed_bfloat16"``,
+    ``"bfloat16"``, ...) or a ``keras.DTypePolicy``.
+    """
+    if dtype is None:
+        return keras.config.dtype_policy()
+    if isinstance(dtype, keras.DTypePolicy):
+        return dtype
+    try:
+        if not isinstance(dtype, str):
+            raise TypeError
+        return keras.dtype_policies.get(dtype)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"Invalid value for argument `dtype`: received {_short_repr(dtype)}; expected None "
+            "(Keras's global policy), a dtype policy name ('float32', 'mixed_float16', "
+            "'mixed_bfloat16', 'bfloat16', ...) or a keras.DTypePolicy.") from None
+
+
+def _is_mixed(policy):
+    """Variables in one dtype, computation in another (``mixed_float16``, ``mixed_bfloat16``)."""
+    return policy.compute_dtype != policy.variable_dtype
+
+
 def check_regularizer(kernel_regularizer):
     """``kernel_regularizer``: None, a Keras regularizer, its name or config, or a callable."""
     if kernel_regularizer is None:
@@ -139,7 +170,8 @@ def _short_repr(value, limit=80):
 def ResNet(depth, *, preact=False, family=None, block=None, width=1, shortcut=None,
            residual=True, drop_path_rate=0.0, include_top=True, weights=None,
            input_tensor=None, input_shape=None, pooling=None, classes=None,
-           classifier_activation="softmax", name=None, data_format=None, **extras):
+           classifier_activation="softmax", name=None, data_format=None, dtype=None,
+           **extras):
     """Build a ResNet of the literature as a plain ``keras.Model``.
 
     Args:
@@ -161,6 +193,10 @@ def ResNet(depth, *, preact=False, family=None, block=None, width=1, shortcut=No
             is None, ``"imagenet"`` (ImageNet depths 50, 101, 152, plain or
             preact) or the path of a weights file (ours, or keras.applications').
         data_format: ``"channels_last"``, ``"channels_first"`` or None (Keras config).
+        dtype: None (Keras's global dtype policy), a policy name
+            (``"mixed_float16"``, ``"mixed_bfloat16"``, ``"float32"``, ...) or a
+            ``keras.DTypePolicy``, passed to every layer; under a mixed policy
+            the classifier (``avg_pool``, ``predictions``) stays float32.
         **extras: ``stride_at`` (bottleneck stride on the ``"1x1"`` (v1, default)
             or ``"3x3"`` (v1.5) convolution), ``downsample_at`` (``"first"``
             block of a stage (default) or ``"last"`` block of the previous
@@ -182,6 +218,7 @@ def ResNet(depth, *, preact=False, family=None, block=None, width=1, shortcut=No
     """
     data_format = blocks.resolve_data_format(data_format)
     check_head(include_top, pooling, classes, name, classifier_activation, input_tensor)
+    check_dtype(dtype)
     shape_for_family = input_shape if input_tensor is None else tuple(input_tensor.shape[1:])
     arch = A.resolve_resnet(depth, preact=preact, family=family, block=block, width=width,
                             shortcut=shortcut, residual=residual, drop_path_rate=drop_path_rate,
@@ -192,7 +229,8 @@ def ResNet(depth, *, preact=False, family=None, block=None, width=1, shortcut=No
     model = build(arch, include_top=include_top, input_tensor=input_tensor,
                   input_shape=input_shape, pooling=pooling, classes=classes,
                   classifier_activation=classifier_activation,
-                  name=name or A.default_name(depth, arch), data_format=data_format)
+                  name=name or A.default_name(depth, arch), data_format=data_format,
+                  dtype=dtype)
     if weights is not None:
         weights_lib.load(model, weights, depth=depth, preact=preact)
     return model
@@ -200,12 +238,14 @@ def ResNet(depth, *, preact=False, family=None, block=None, width=1, shortcut=No
 
 def WideResNet(depth=28, width=10, dropout_rate=0.0, *, include_top=True, weights=None,
                input_tensor=None, input_shape=None, pooling=None, classes=None,
-               classifier_activation="softmax", name=None, data_format=None, **extras):
+               classifier_activation="softmax", name=None, data_format=None, dtype=None,
+               **extras):
     """Build WRN-d-k (Zagoruyko & Komodakis 2016) as a plain ``keras.Model``.
 
     Pre-activation basic blocks, ``n = (depth - 4) / 6`` blocks per stage,
     16k, 32k, 64k filters, projection shortcuts where the width changes and
-    dropout between the two convolutions of each block.
+    dropout between the two convolutions of each block. The other arguments
+    are :func:`ResNet`'s.
 
     Example:
 
@@ -216,6 +256,7 @@ def WideResNet(depth=28, width=10, dropout_rate=0.0, *, include_top=True, weight
     """
     data_format = blocks.resolve_data_format(data_format)
     check_head(include_top, pooling, classes, name, classifier_activation, input_tensor)
+    check_dtype(dtype)
     arch = A.resolve_wide_resnet(depth, width, dropout_rate, weights=weights, **extras)
     A.network_input_shape(arch, input_shape if input_tensor is None
                           else tuple(input_tensor.shape[1:]), data_format)
@@ -223,7 +264,8 @@ def WideResNet(depth=28, width=10, dropout_rate=0.0, *, include_top=True, weight
     model = build(arch, include_top=include_top, input_tensor=input_tensor,
                   input_shape=input_shape, pooling=pooling, classes=classes,
                   classifier_activation=classifier_activation,
-                  name=name or A.wide_name(depth, width), data_format=data_format)
+                  name=name or A.wide_name(depth, width), data_format=data_format,
+                  dtype=dtype)
     if weights is not None:
         weights_lib.load(model, weights)
     return model

@@ -50,6 +50,8 @@ RESNET_CASES = [
     ("name", "my/model", ["without '/'"], {}),
     ("name", 7, ["non-empty str"], {}),
     ("data_format", "NHWC", ["'channels_last'", "'channels_first'"], {}),
+    ("dtype", "float24", ["'mixed_float16'", "keras.DTypePolicy"], {}),
+    ("dtype", 16, ["'mixed_float16'", "keras.DTypePolicy"], {}),
     ("stride_at", "5x5", ["'1x1', '3x3'"], dict(depth=50)),
     ("stride_at", "3x3", ["bottleneck blocks only"], {}),
     ("downsample_at", "middle", ["'first', 'last'"], {}),
@@ -88,6 +90,7 @@ WIDE_CASES = [
     ("classifier_activation", "soft-max", ["'softmax'", "callable"], {}),
     ("name", "a/b", ["without '/'"], {}),
     ("data_format", "channels_middle", ["'channels_last'"], {}),
+    ("dtype", "mixed_int4", ["'mixed_bfloat16'"], {}),
     ("skip", "leap", ["'identity'"], {}),
     ("gate_bias", None, None, {}),   # None means the default: accepted
     ("stem_bias", "no", ["True or False"], {}),

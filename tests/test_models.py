@@ -319,6 +319,44 @@ def test_width_and_wide_resnet():
     assert trainable_count(keras_resnet.ResNet(20, width=2)) == expected == 1_068_890
 
 
+# -- precision -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["mixed_float16", keras.DTypePolicy("mixed_bfloat16")])
+def test_dtype_is_explicit_and_the_head_stays_float32(dtype):
+    """`dtype=` reaches every layer (blocks' own included), the classifier computes in
+    float32, and Keras's global policy is neither read nor changed."""
+    assert keras.config.dtype_policy().name == "float32"
+    model = keras_resnet.ResNet(8, input_shape=(8, 8, 3), skip="exclusive_gating",
+                                dropout_rate=0.1, dtype=dtype)
+    assert keras.config.dtype_policy().name == "float32"
+    compute = "float16" if dtype == "mixed_float16" else "bfloat16"
+    head = {"avg_pool", "predictions"}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if layer.name in head or isinstance(layer, keras.layers.InputLayer):
+            continue
+        assert (layer.name, layer.compute_dtype, layer.variable_dtype) == (
+            layer.name, compute, "float32")
+    for name in head:
+        assert model.get_layer(name).compute_dtype == "float32"
+    block = model.get_layer("stage2_block1")
+    assert {block.conv1.compute_dtype, block.bn2.compute_dtype,
+            block.gate_conv.compute_dtype} == {compute}
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    assert keras.ops.convert_to_numpy(model(x)).dtype == np.float32
+    assert keras.backend.standardize_dtype(model.get_layer("stage3_block1").output.dtype) == compute
+    # A user's global policy is the default, as for any Keras layer; the head stays float32.
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        default = keras_resnet.ResNet(8, input_shape=(8, 8, 3))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert default.get_layer("stem").compute_dtype == "bfloat16"
+    assert default.get_layer("predictions").compute_dtype == "float32"
+    plain = keras_resnet.ResNet(8, input_shape=(8, 8, 3), include_top=False, pooling="avg",
+                                dtype="bfloat16")
+    assert plain.get_layer("avg_pool").compute_dtype == "bfloat16"
+
+
 # -- serialization -----------------------------------------------------------------
 
 def _roundtrip_config(model):

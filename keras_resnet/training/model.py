@@ -45,7 +45,7 @@ def check_builder_kwargs(kwargs):
 
 
 def build_model(kwargs, precision="float32", sync_bn=False, remat=False):
-    """Build ``keras_resnet.ResNet(**kwargs)`` under a precision policy.
+    """Build ``keras_resnet.ResNet(**kwargs, dtype=precision)``.
 
     Under ``mixed_float16`` / ``mixed_bfloat16`` the body computes in 16 bits with
     float32 variables, while the classifier (``avg_pool`` and ``predictions``)
@@ -70,12 +70,9 @@ def build_model(kwargs, precision="float32", sync_bn=False, remat=False):
     if precision not in PRECISIONS:
         raise ValueError(f"Invalid value for argument `precision`: received {precision!r}; "
                          f"expected one of {PRECISIONS}.")
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:  # the builder keeps the classifier float32 under mixed policies
-        model = keras_resnet.ResNet(**kwargs)
-    finally:
-        keras.config.set_dtype_policy(previous)
+    # The builder passes the policy to every layer and keeps the classifier float32
+    # under mixed policies; Keras's global policy is left alone.
+    model = keras_resnet.ResNet(**kwargs, dtype=precision)
     if sync_bn and keras.backend.backend() == "tensorflow":
         # The blocks own their BatchNorms; Keras's BatchNormalization reads
         # `synchronized` at call time (ops.moments(..., synchronized=...)).
