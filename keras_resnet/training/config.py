@@ -177,6 +177,9 @@ class TrainConfig:
     remat: bool = setting(
         False, help="recompute each block's activations in the backward pass: less memory "
                     "for very deep nets, about one more forward pass of compute (JAX)")
+    unroll: bool = setting(
+        False, help="compile every block into the step instead of one jax.lax.scan per run of "
+                    "identical blocks (JAX; for comparison: compile time grows with depth)")
     gpus: int | None = setting(
         help="data-parallel over N GPUs (tf.distribute.MirroredStrategy, per worker under "
              "TF_CONFIG; jax: keras.distribution.DataParallel); 0: CPU (default: 1 GPU if "
