@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from keras_resnet import data, preprocessing
+from keras_resnet.serving import preprocessing as serving_prep
 
 tf = pytest.importorskip("tensorflow")
 
@@ -288,9 +289,9 @@ def test_folder_imagenet_family(folder):
     check_batch(*a[0], (7, 64, 64, 3), 2, spec)  # JPEG and PNG, random-resized-crop
     assert_same_batches(a, batches(d.train_dataset(7, epoch=0)))
     assert not np.array_equal(a[0][0], batches(d.train_dataset(7, epoch=1))[0][0])
-    # evaluation = preprocessing.preprocess (resize shorter side to 64/0.875, centre crop)
+    # evaluation = the serving preprocess (resize shorter side to 64/0.875, centre crop)
     x, _ = batches(d.test_dataset(3))[0]
-    want = preprocessing.preprocess(np.stack(expected["val"]), spec)
+    want = serving_prep.preprocess(np.stack(expected["val"]), spec)
     np.testing.assert_allclose(x, np.asarray(want), atol=1e-4)
 
 
@@ -412,10 +413,10 @@ def test_tfds_imagenet_mocked(tfds, tmp_path):
     assert not np.array_equal(a[0][0], c[0][0])
     check_batch(*a[0], (3, 64, 64, 3), 1000, d.preprocessing)
     assert [len(y) for _, y in test] == [4, 2]
-    # evaluation = preprocessing.preprocess of the decoded JPEG (resize + centre crop)
+    # evaluation = the serving preprocess of the decoded JPEG (resize + centre crop)
     for (contents, label), x, y in zip(records, test[0][0], test[0][1]):
         image = preprocessing.read_image(contents)[None]     # the one reader, as in serving
-        want = np.asarray(preprocessing.preprocess(image, d.preprocessing))[0]
+        want = np.asarray(serving_prep.preprocess(image, d.preprocessing))[0]
         np.testing.assert_allclose(x, want, atol=1e-4)
         assert y == label
     assert raw.shape == (3, 64, 64, 3) and raw.dtype == np.uint8

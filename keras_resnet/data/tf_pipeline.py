@@ -43,7 +43,7 @@ def finish(ds):
 
 
 def normalize(image, spec):
-    """Pixels 0..255 -> (x * scale - mean) / std, as :func:`preprocessing.normalize`."""
+    """Pixels 0..255 -> (x * scale - mean) / std, as the serving graphs' ``normalize``."""
     import tensorflow as tf
 
     mean = tf.constant(spec["mean"], tf.float32)
@@ -53,7 +53,7 @@ def normalize(image, spec):
 
 def eval_resize(image, spec):
     """Resize one float image (H, W, 3) as ``spec`` says; TensorFlow twin of
-    :func:`preprocessing.resize_images` (same rounding, same crop offsets)."""
+    :func:`keras_resnet.serving.preprocessing.resize_images` (same rounding, same crop offsets)."""
     import tensorflow as tf
 
     h, w = spec["input_size"]
