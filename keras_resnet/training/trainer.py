@@ -180,6 +180,7 @@ class Trainer:
         with self.engine.scope():
             self.model = build_model(self.builder, c.precision, sync_bn=c.sync_bn,
                                      remat=c.remat)
+            self.prepare_model(self.model)
             self.optimizer = make_optimizer(plan, c.momentum)
             self.optimizer.build(self.model.trainable_variables)
         self.decayed = decay_variables(self.model)
@@ -190,6 +191,10 @@ class Trainer:
         label = self.engine.worker_label()
         folder = self.run_dir if label is None else os.path.join(self.run_dir, label)
         self.store = ckpt.CheckpointStore(os.path.join(folder, "checkpoints"))
+
+    def prepare_model(self, model):
+        """Hook between building the model and building the optimizer: a subclass loads
+        weights or freezes layers here (the fine-tuning stages do); nothing by default."""
 
     def train_step(self, batch):
         """One training step on a global batch (tests, tools); returns (loss, l2, correct)."""
@@ -454,6 +459,7 @@ class Trainer:
                                  "global_batch": self.plan.global_batch, "lr": self.plan.lr,
                                  "epochs": self.plan.epochs, "seed": c.seed,
                                  "backend": self.engine.backend}}
+        metadata.update(getattr(self, "extra_metadata", None) or {})
         # A process killed while exporting leaves export_model's temporary folder
         # next to the target; it is never read, and removed here before trying again.
         target = os.path.abspath(self.export_dir)
