@@ -164,7 +164,7 @@ def _kill_and_resume(workdir, moments, seed):
     return caught
 
 
-def kill_inside_write(workdir, run, target, ready, deadline=300):
+def kill_inside_write(workdir, run, target, ready, deadline=300, start=None):
     """Start (or resume) the recipe and SIGKILL it inside the write of ``target``.
 
     Once ``ready(run_dir)`` holds, a FIFO is put where the write will create its
@@ -174,15 +174,16 @@ def kill_inside_write(workdir, run, target, ready, deadline=300):
     files, the kill lands inside that write every time, without any hook in the
     library. The FIFO is then replaced by a regular file holding a few bytes, what a
     real kill leaves behind. Returns True if the kill landed inside the write.
+    ``start(workdir, run)`` starts the process (default: the TensorFlow recipe).
     """
     import fcntl
 
     run_dir = os.path.join(workdir, "runs", run)
     path = os.path.join(run_dir, target)
-    proc = _start(workdir, run)
-    start, inside, fds = time.monotonic(), False, []
+    proc = (start or _start)(workdir, run)
+    began, inside, fds = time.monotonic(), False, []
     try:
-        while proc.poll() is None and time.monotonic() - start < deadline:
+        while proc.poll() is None and time.monotonic() - began < deadline:
             if not fds and ready(run_dir):
                 os.mkfifo(path)
                 fds.append(os.open(path, os.O_RDONLY | os.O_NONBLOCK))

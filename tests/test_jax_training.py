@@ -37,37 +37,72 @@ def _python(code, *args, cwd=None, timeout=900):
                           timeout=timeout)
 
 
-def test_cifar_recipe_on_the_digits_under_jax_without_tensorflow(tmp_path):
+def test_cifar_recipe_on_the_digits_under_jax_killed_and_resumed_exactly(tmp_path):
+    """The recipe under JAX without TensorFlow: trains, exports, reloads; the same command
+    restores the finished run; a second run SIGKILLed inside epoch 2's checkpoint write
+    (epoch 2 trained, not saved) and rerun ends with the first run's weights, optimizer
+    state and stochastic-depth seed states bit for bit (XLA on the CPU is deterministic)."""
+    from tests.test_faults import kill_inside_write
+
+    recipe = os.path.join(REPO, "recipes", "cifar10.py")
     code = f"""
         import runpy, sys
         run_dir = sys.argv[1]
-        sys.argv = [{os.path.join(REPO, 'recipes', 'cifar10.py')!r}, "--dataset", "digits",
-                    "--depth", "8", "--batch-size", "128", "--epochs", "2", "--run-dir", run_dir]
+        sys.argv = [{recipe!r}, "--dataset", "digits", "--depth", "8", "--batch-size", "128",
+                    "--epochs", "2", "--seed", "4", "--drop-path-rate", "0.2",
+                    "--run-dir", run_dir, *sys.argv[2:]]
         try:
             runpy.run_path(sys.argv[0], run_name="__main__")
         except SystemExit as e:
-            print("EXIT", e.code)
-        import keras
-        model = keras.saving.load_model(run_dir.replace("runs", "saved_models") + "/model.keras")
-        print("LOADED", model.name, keras.backend.backend(), "tensorflow" in sys.modules)
-        # The same command again: the finished run is restored from its checkpoint.
-        try:
-            runpy.run_path(sys.argv[0], run_name="__main__")
-        except SystemExit as e:
-            print("AGAIN", e.code)
+            print("EXIT", e.code, "tensorflow" in sys.modules)
+        if "--no-export" not in sys.argv:
+            import keras
+            model = keras.saving.load_model(run_dir.replace("runs", "saved_models") +
+                                            "/model.keras")
+            print("LOADED", model.name, keras.backend.backend(), "tensorflow" in sys.modules)
+            # The same command again: the finished run is restored from its checkpoint.
+            try:
+                runpy.run_path(sys.argv[0], run_name="__main__")
+            except SystemExit as e:
+                print("AGAIN", e.code)
     """
+
+    def start(workdir, run, *flags):
+        env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+        env.pop("TF_CONFIG", None)
+        return subprocess.Popen(
+            [sys.executable, "-c", NO_TENSORFLOW + textwrap.dedent(code),
+             os.path.join(workdir, "runs", run), *flags], cwd=workdir, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    out, err = start(str(tmp_path), "jax_digits").communicate(timeout=900)
+    assert "EXIT 0 False" in out, err[-3000:]
+    assert "LOADED resnet8 jax False" in out, err[-3000:]
+    assert "AGAIN 0" in out and "after epoch 2 (" in out
     run_dir = tmp_path / "runs" / "jax_digits"
-    proc = _python(code, str(run_dir), cwd=tmp_path)
-    assert "EXIT 0" in proc.stdout, proc.stderr[-3000:]
-    assert "LOADED resnet8 jax False" in proc.stdout, proc.stderr[-3000:]
-    assert "AGAIN 0" in proc.stdout and "after epoch 2 (" in proc.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["backend"] == "jax" and metrics["epochs_completed"] == 2
     assert metrics["steps_completed"] == 22 and metrics["test_accuracy"] > 0.5
     assert sorted(os.listdir(run_dir / "checkpoints")) == ["epoch-0002.npz"]
     assert sorted(os.listdir(tmp_path / "saved_models" / "jax_digits")) == \
         ["metadata.json", "model.keras"]
-    assert "epoch 2/2:" in proc.stdout and "Wrote " in proc.stdout
+    assert "epoch 2/2:" in out and "Wrote " in out
+
+    def quiet(workdir, run):
+        return start(workdir, run, "--no-export", "--quiet")
+
+    assert kill_inside_write(str(tmp_path), "killed", os.path.join("checkpoints",
+                             "epoch-0002.npz.tmp"), start=quiet, ready=lambda d: os.path.exists(
+                                 os.path.join(d, "checkpoints", "epoch-0001.npz")))
+    out, err = quiet(str(tmp_path), "killed").communicate(timeout=900)
+    assert "EXIT 0 False" in out, err[-3000:]
+    straight = np.load(run_dir / "checkpoints" / "epoch-0002.npz")
+    resumed = np.load(tmp_path / "runs" / "killed" / "checkpoints" / "epoch-0002.npz")
+    assert sorted(straight.files) == sorted(resumed.files)
+    for key in straight.files:
+        np.testing.assert_array_equal(resumed[key], straight[key], err_msg=key)
+    rows = (tmp_path / "runs" / "killed" / "log.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
 
 
 RESUME = """
