@@ -198,3 +198,19 @@ def test_benchmark_runs_every_format():
     assert all(r["median_ms"] > 0 and r["bytes"] > 100_000 for r in rows.values())
     assert rows["tflite float32"]["max_abs_diff"] <= 1e-5
     assert rows["tflite int8"]["bytes"] < 0.4 * rows["tflite float32"]["bytes"]
+
+
+def test_serving_and_bench_packages_and_help_import_no_keras():
+    """``import keras_resnet.serving`` / ``.bench`` and the three recipes' --help stay light."""
+    code = ("import sys, keras_resnet.serving, keras_resnet.bench\n"
+            "from keras_resnet.serving import cli as s\n"
+            "from keras_resnet.bench import cli as b\n"
+            "for build in (s.build_export_parser, s.build_predict_parser, s.build_parser,\n"
+            "              b.build_parser):\n"
+            "    build().format_help()\n"
+            "print(sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=REPO)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

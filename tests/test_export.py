@@ -1,4 +1,5 @@
-"""Exports compute what the Keras model computes: SavedModel, TFLite (+ quantization), ONNX, export dirs.
+"""Exports compute what the Keras model computes: SavedModel, TFLite (+ quantization), ONNX,
+export directories.
 
 A ResNet-8 is trained on scikit-learn's digits once per module (about 15 s),
 exported once with every quantized variant, and every test compares the files

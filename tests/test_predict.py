@@ -275,6 +275,19 @@ def test_int8_export_of_a_folder_model_calibrates_on_its_run_folder(trained, ima
     assert np.mean(agree) >= 0.9
 
 
+def test_calibration_reads_the_folder_recorded_in_the_metadata(trained, images, tmp_path):
+    from keras_resnet.serving.calibration import calibration_for
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(images["folder"], data_dir / "train" / "a")
+    meta = {"preprocessing": trained["spec"], "dataset": "folder",
+            "data": {"name": "folder", "data_dir": str(data_dir)}}
+    np.testing.assert_array_equal(calibration_for(meta),   # no val/: train/ (8 readable files)
+                                  ex.calibration_from_dir(str(images["folder"]), trained["spec"]))
+    with pytest.raises(ValueError, match="`calibration_dir` is needed.*image folder"):
+        calibration_for(dict(meta, data={"data_dir": str(tmp_path / "moved")}))
+
+
 def test_calibration_from_dir(trained, images, tmp_path):
     calib = ex.calibration_from_dir(str(images["folder"]), trained["spec"])
     # 8 readable files (6 digits, gray, rgba), broken ones skipped, all at 8x8 uint8.

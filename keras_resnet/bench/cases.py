@@ -1,4 +1,4 @@
-"""The training cases a throughput comparison measures (see :func:`keras_resnet.bench.throughput.compare`).
+"""The training cases that :func:`keras_resnet.bench.throughput.compare` measures.
 
 * :func:`engine_case`: a model through the package's own training step (the
   engine the recipes use), on one synthetic batch kept on the devices
@@ -44,7 +44,7 @@ def _build(model_fn, precision):
 
 
 def engine_case(label, model_fn, *, batch_size, precision, xla, steps_per_execution, seed=0):
-    """The package's training step on one synthetic batch; one call = ``steps_per_execution`` steps."""
+    """The package's training step on one synthetic batch; a call runs steps_per_execution steps."""
     import keras
     import numpy as np
 

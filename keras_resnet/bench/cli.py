@@ -53,7 +53,8 @@ def build_parser():
     t.add_argument("--batch-size", type=int, default=None,
                    help="global batch (default: 128 CIFAR, 32 ImageNet; 16 with --depths)")
     t.add_argument("--precision", default=None,
-                   choices=("float32", "mixed_float16", "mixed_bfloat16"), help="(default: float32)")
+                   choices=("float32", "mixed_float16", "mixed_bfloat16"),
+                   help="(default: float32)")
     t.add_argument("--xla", action="store_true", help="XLA on TensorFlow (JAX always compiles)")
     t.add_argument("--steps-per-execution", type=int, default=None,
                    help="steps per compiled call (default: the engine's)")

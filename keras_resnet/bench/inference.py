@@ -95,7 +95,8 @@ def _runners(model, spec, workdir, threads, calibration, log):
     fn = tf.saved_model.load(sm_path).signatures[signature.SIGNATURE]
     runners["saved_model"] = (metadata.size(sm_path), lambda x: fn(images=tf.constant(x))[
         signature.OUTPUT_KEY].numpy())
-    tfl_sm = tflite.tflite_saved_model(model, os.path.join(workdir, "tflite_sm"), preprocessing=spec)
+    tfl_sm = tflite.tflite_saved_model(model, os.path.join(workdir, "tflite_sm"),
+                                       preprocessing=spec)
     for q in (None, "float16", "dynamic", "int8"):
         log(f"  converting to TFLite {q or 'float32'}")
         content = tflite.tflite_bytes(model, q, calibration if q == "int8" else None,

@@ -86,17 +86,23 @@ def calibration_from_dataset(name, limit=CALIBRATION_IMAGES):
 def recorded_data_dir(metadata):
     """The image folder a run trained on, from an export's metadata; None if unknown.
 
-    Reads the ``--data-dir`` flag in the ``config.json`` of the run directory
-    the metadata names (``run_dir``, written by the trainer's export).
+    The trainer's export records the data it trained on (``metadata["data"]``,
+    :meth:`keras_resnet.data.InputData.describe`); older exports only name their
+    run directory, whose ``config.json`` holds the ``--data-dir`` flag.
     """
+    recorded = (metadata.get("data") or {}).get("data_dir")
+    if recorded:
+        return recorded
     run_dir = metadata.get("run_dir")
     if not run_dir:
         return None
     try:
         with open(os.path.join(run_dir, "config.json")) as f:
-            return (json.load(f).get("flags") or {}).get("data_dir")
+            config = json.load(f)
     except (OSError, ValueError):
         return None
+    return (config.get("flags") or {}).get("data_dir") or \
+        (config.get("dataset") or {}).get("data_dir")
 
 
 def calibration_for(metadata, calibration_dir=None):

@@ -8,17 +8,17 @@ arguments and unusable models end with one ``error: ...`` line and exit code 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
+from keras_resnet.cli.fields import Parser
 from keras_resnet.serving.signature import QUANTIZATIONS
 
 FORMAT_CHOICES = ("saved_model", "tflite", "onnx")   # model.keras is always written
 
 
 def build_export_parser(parser=None):
-    parser = parser or argparse.ArgumentParser(prog="recipes/export.py")
+    parser = parser or Parser(prog="recipes/export.py")
     parser.description = (
         "Export a trained model (a .keras file with its metadata.json beside it, or an export "
         "directory) to a directory with model.keras, saved_model/, model.tflite, the "
@@ -59,6 +59,9 @@ def export_main(argv=None):
     args = build_export_parser().parse_args(argv)
     try:
         formats = _formats(args.formats)
+        from keras_resnet.training.environment import import_backend
+
+        import_backend()   # quietly: no native start-up chatter
         from keras_resnet.serving.directory import export_file
         from keras_resnet.serving.metadata import read_metadata
 
@@ -77,7 +80,7 @@ def export_main(argv=None):
 
 
 def build_predict_parser(parser=None):
-    parser = parser or argparse.ArgumentParser(prog="recipes/predict.py")
+    parser = parser or Parser(prog="recipes/predict.py")
     parser.description = ("Classify image files with an exported model and print the top "
                           "classes with their probabilities.")
     parser.epilog = ("Exit codes: 0 every image was classified; 1 some image could not be read "
@@ -99,6 +102,9 @@ def predict_main(argv=None):
     if args.top < 1:
         print(f"error: --top must be at least 1; received {args.top}.", file=sys.stderr)
         return 2
+    from keras_resnet.training.environment import import_backend
+
+    import_backend()   # quietly: no native start-up chatter
     from keras_resnet.serving.predict import Predictor, classify_files, format_results
 
     try:
@@ -124,8 +130,7 @@ COMMANDS = {"export": (build_export_parser, export_main),
 
 def build_parser():
     """``export`` and ``predict`` as subcommands of one parser."""
-    parser = argparse.ArgumentParser(prog="keras-resnet",
-                                     description="Export trained models and classify images.")
+    parser = Parser(prog="keras-resnet", description="Export trained models and classify images.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (build, _) in COMMANDS.items():
         build(sub.add_parser(name))

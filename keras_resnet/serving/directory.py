@@ -94,7 +94,8 @@ def export_model(model, directory, *, preprocessing, class_names, metadata=None,
         directory (str): the export directory to create.
         preprocessing (dict): the :mod:`keras_resnet.preprocessing` spec the model was trained with.
         class_names (list[str]): one name per output class.
-        metadata (dict | None): extra metadata (``dataset``, ``builder``, ``metrics``, ``run_dir``...).
+        metadata (dict | None): extra metadata (``dataset``, ``builder``, ``metrics``,
+            ``run_dir``...).
         quantize (tuple[str, ...]): quantized TFLite variants to add.
         representative_images (np.ndarray | None): raw uint8 RGB images at the input
             size (N, h, w, 3) for ``"int8"`` calibration (at most 500 are used).
@@ -231,7 +232,8 @@ def export_file(model_path, out, *, quantize=(), calibration_dir=None, overwrite
         if "int8" in quantize else None
     sig.register_layers()
     model = keras.saving.load_model(model_path, compile=False)
-    carried = {k: v for k, v in meta.items() if k in ("dataset", "metrics", "run_dir", "training")}
+    carried = {k: v for k, v in meta.items()
+               if k in ("dataset", "data", "metrics", "run_dir", "training")}
     builder = (meta.get("architecture") or {}).get("builder")
     if builder is not None:
         carried["builder"] = builder

@@ -1,0 +1,193 @@
+"""Compile time, XLA's temporary memory and the first steps of a deep net's training step (JAX).
+
+One measurement builds a CIFAR ResNet, compiles the JAX engine's training step
+ahead of time (``jax.jit(...).lower(...).compile()``) and reads XLA's own
+accounting of the compiled program (``memory_analysis()``: temporary bytes,
+the activations kept for the backward pass among them), then runs two steps
+with the compiled program (the first step's wall time, then a second one) and
+reports the peak memory: ``device.memory_stats()`` on a GPU, the process's peak
+resident set on the CPU. Each measurement runs in a fresh process with a time
+limit (:func:`measure_isolated`), so one slow compilation cannot hold up the
+rest and every peak is its own.
+
+    python -m keras_resnet.bench.compile_memory --depths 110,164,1001,1202 \\
+        --modes scan,scan-remat --batch-size 16 --json depths.jsonl
+
+Modes: ``scan`` (the engine's default: one ``jax.lax.scan`` per run of
+identical blocks, :mod:`keras_resnet.training.scan`), ``unroll`` (every block
+compiled into the step), and either with ``-remat`` (every block recomputed in
+the backward pass, :mod:`keras_resnet.training.remat`; ``-remat-convs`` keeps
+the convolutions' outputs). ``--memory-scheduler`` runs XLA's CPU scheduler
+that plans for memory instead of concurrency
+(``--xla_cpu_enable_concurrency_optimized_scheduler=false``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+MODES = ("scan", "scan-remat", "scan-remat-convs", "unroll", "unroll-remat")
+MEMORY_SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+
+
+def _mode(mode):
+    if mode not in MODES:
+        raise ValueError(f"Invalid value for argument `mode`: received {mode!r}; expected one "
+                         f"of {', '.join(MODES)}.")
+    remat = "nothing" if mode.endswith("-remat") else ("convs" if mode.endswith("-convs")
+                                                       else None)
+    return mode.startswith("unroll"), remat
+
+
+def measure(depth, *, mode="scan", batch_size=16, preact=True, precision="float32",
+            image_size=32, block=None):
+    """One measurement in this process; returns a dict (see the module docstring)."""
+    import jax
+    import keras
+    import numpy as np
+
+    import keras_resnet
+    from keras_resnet.bench.depths import depth_block
+    from keras_resnet.bench.machine import peak_memory
+    from keras_resnet.training.config import TrainConfig
+    from keras_resnet.training.model import decay_variables
+    from keras_resnet.training.trainer import make_engine
+
+    unroll, remat = _mode(mode)
+    block = block or depth_block(depth)
+    config = TrainConfig(precision=precision, unroll=unroll, steps_per_execution=1,
+                         deterministic=False, seed=0)
+    engine = make_engine(config)
+    engine.set_global_state(0)
+    t0 = time.perf_counter()
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        with engine.scope():
+            model = keras_resnet.ResNet(depth=depth, family="cifar", block=block,
+                                        preact=preact, classes=10,
+                                        input_shape=(image_size, image_size, 3))
+            if remat:
+                from keras_resnet.training.remat import rematerialize_blocks
+
+                rematerialize_blocks(model, policy=remat)
+            optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+            optimizer.build(model.trainable_variables)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    build = time.perf_counter() - t0
+    engine.compile(model, optimizer, decay_variables(model), classes=10, weight_decay=1e-4,
+                   label_smoothing=0.0, global_batch=batch_size)
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((1, batch_size, image_size, image_size, 3), dtype=np.float32)
+    labels = rng.integers(0, 10, size=(1, batch_size)).astype(np.int32)
+    batches = engine._put(images, labels)
+    state = engine._pull_state()
+    t0 = time.perf_counter()
+    lowered = engine._train_steps.lower(state, batches)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    analysis = compiled.memory_analysis()
+    steps = []
+    for _ in range(2):
+        t = time.perf_counter()
+        state, sums = compiled(state, batches)
+        loss = float(np.asarray(sums)[0])
+        steps.append(time.perf_counter() - t)
+    temp = getattr(analysis, "temp_size_in_bytes", None) if analysis is not None else None
+    args = getattr(analysis, "argument_size_in_bytes", None) if analysis is not None else None
+    return {"depth": depth, "block": block, "preact": preact, "mode": mode,
+            "batch_size": batch_size, "precision": precision, "backend": "jax",
+            "device": str(jax.devices()[0].device_kind),
+            "scanned_runs": engine._scan.describe() if engine._scan is not None else [],
+            "build_seconds": build, "lower_seconds": t1 - t0, "compile_seconds": t2 - t1,
+            "xla_temp_bytes": temp, "xla_argument_bytes": args,
+            "first_step_seconds": steps[0], "second_step_seconds": steps[1], "loss": loss,
+            "xla_flags": os.environ.get("XLA_FLAGS", ""), **peak_memory()}
+
+
+def measure_isolated(depth, *, mode="scan", timeout=600, memory_scheduler=False, **kwargs):
+    """:func:`measure` in a fresh process with a time limit; a dict with ``error`` on failure."""
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    if memory_scheduler:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + MEMORY_SCHEDULER_FLAG).strip()
+    request = json.dumps({"depth": depth, "mode": mode, **kwargs})
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "keras_resnet.bench.compile_memory", "--one", request],
+                              capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"depth": depth, "mode": mode, "error": f"stopped after {timeout} s",
+                "seconds": time.perf_counter() - t0, **kwargs}
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {"depth": depth, "mode": mode, "seconds": time.perf_counter() - t0,
+                "error": (proc.stderr.strip().splitlines() or ["?"])[-1], **kwargs}
+    return json.loads(lines[-1])
+
+
+def row_text(r):
+    if "error" in r:
+        return f"{r['depth']:>5} {r['mode']:<17} {r['error']}"
+    gib = 2 ** 30
+    temp = "-" if r["xla_temp_bytes"] is None else f"{r['xla_temp_bytes'] / gib:.2f}"
+    return (f"{r['depth']:>5} {r['mode']:<17} {r['compile_seconds']:>9.1f} "
+            f"{r['first_step_seconds']:>9.2f} {r['second_step_seconds']:>9.2f} {temp:>9} "
+            f"{r['peak_bytes'] / gib:>9.2f}")
+
+
+HEADER = (f"{'depth':>5} {'mode':<17} {'compile s':>9} {'step 1 s':>9} {'step 2 s':>9} "
+          f"{'temp GiB':>9} {'peak GiB':>9}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m keras_resnet.bench.compile_memory",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--depths", default="110,164,1001,1202", help="comma-separated CIFAR depths")
+    p.add_argument("--modes", default="scan,scan-remat", help=f"comma-separated: {', '.join(MODES)}")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--post-activation", action="store_true",
+                   help="post-activation nets (default: pre-activation)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="rounds over every (depth, mode), interleaved (default: 1)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds per measurement")
+    p.add_argument("--memory-scheduler", action="store_true",
+                   help="XLA's CPU scheduler that plans for memory (" + MEMORY_SCHEDULER_FLAG + ")")
+    p.add_argument("--json", default=None, metavar="FILE", help="append one JSON line per row")
+    p.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.one is not None:
+        print(json.dumps(measure(**json.loads(args.one))), flush=True)
+        return 0
+    try:
+        depths = [int(d) for d in args.depths.split(",") if d]
+        modes = [m for m in args.modes.split(",") if m]
+        for m in modes:
+            _mode(m)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(HEADER, flush=True)
+    for _ in range(args.repeats):
+        for depth in depths:
+            for mode in modes:
+                r = measure_isolated(depth, mode=mode, timeout=args.timeout,
+                                     memory_scheduler=args.memory_scheduler,
+                                     batch_size=args.batch_size,
+                                     preact=not args.post_activation)
+                r["memory_scheduler"] = args.memory_scheduler
+                print(row_text(r), flush=True)
+                if args.json:
+                    with open(args.json, "a") as f:
+                        f.write(json.dumps(r) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
