@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import keras_resnet
+from keras_resnet import architecture
 from keras_resnet import layers as kl
 from keras_resnet import models, specs, zoo
 from tests.conftest import trainable_count
@@ -109,15 +110,23 @@ def test_shortcut_options_resnet34():
     # B adds three 1x1 projections + BN: 64->128, 128->256, 256->512.
     proj = sum(i * o + 2 * o for i, o in [(64, 128), (128, 256), (256, 512)])
     assert counts["B"] - counts["A"] == proj
-    assert counts == {"A": 21_623_848, "B": 21_797_672, "C": 22_716_840}
+    assert counts["B"] == 21_797_672   # torchvision's resnet34 (option B), an independent count
+    # C also projects the 3+3+5+2 blocks whose shapes match (1x1 conv c*c + BN 2c each).
+    same = sum(k * (c * c + 2 * c) for k, c in [(3, 64), (3, 128), (5, 256), (2, 512)])
+    assert counts["C"] - counts["B"] == same
 
 
 def test_plain_twin_has_same_layers_minus_shortcuts():
     res = keras_resnet.ResNet(56, shortcut="B")
     plain = keras_resnet.ResNet(56, shortcut="B", residual=False)
     assert plain.name == "plain56"
-    assert trainable_count(res) == 855_770
-    assert trainable_count(plain) == 853_018  # = option A ResNet-56: no shortcut weights
+    # ResNet-56 by hand: 3x3 stem (3->16) + BN, 3 stages of 18 3x3 convs + BNs, dense 64->10.
+    convs = 27 * 16 + 18 * 9 * 16 * 16 + (16 + 17 * 32) * 9 * 32 + (32 + 17 * 64) * 9 * 64
+    bns = 2 * (16 + 18 * (16 + 32 + 64))
+    option_a = convs + bns + 64 * 10 + 10
+    assert trainable_count(plain) == option_a == 853_018   # the paper's 0.85M
+    # Option B adds two 1x1 projections + BN where the width doubles.
+    assert trainable_count(res) == option_a + (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
     names = lambda m: {w.path for w in m.weights if "shortcut" not in w.path}  # noqa: E731
     assert names(res) == names(plain)
     assert not any("shortcut" in w.path for w in plain.weights)
@@ -127,22 +136,37 @@ def test_plain_twin_has_same_layers_minus_shortcuts():
 
 @pytest.mark.parametrize("kwargs, family, block", [
     (dict(depth=50), "imagenet", "bottleneck"),
-    (dict(depth=50, input_shape=(32, 32, 3)), "cifar", "basic"),      # 50 = 6*8 + 2
+    (dict(depth=50, input_shape=(32, 32, 3)), "imagenet", "bottleneck"),  # not the input size
     (dict(depth=50, family="cifar"), "cifar", "basic"),
     (dict(depth=56), "cifar", "basic"),                                # also 9*6 + 2
     (dict(depth=56, block="bottleneck"), "cifar", "bottleneck"),
     (dict(depth=164), "cifar", "bottleneck"),
     (dict(depth=101, input_shape=(224, 224, 3)), "imagenet", "bottleneck"),
-    (dict(depth=101, input_shape=(64, 64, 3)), "cifar", "bottleneck"),  # 101 = 9*11 + 2
+    (dict(depth=101, input_shape=(64, 64, 3)), "imagenet", "bottleneck"),
+    (dict(depth=101, family="cifar"), "cifar", "bottleneck"),           # 101 = 9*11 + 2
     (dict(depth=200, family="cifar"), "cifar", "basic"),
     (dict(depth=11), "cifar", "bottleneck"),                           # smallest 9n+2
     (dict(depth=8), "cifar", "basic"),                                 # smallest 6n+2
 ])
 def test_family_resolution(kwargs, family, block):
     depth = kwargs.pop("depth")
-    arch = models.resolve_architecture(depth, **kwargs)
+    arch = architecture.resolve_resnet(depth, **kwargs)
     assert (arch.family, arch.block) == (family, block)
     assert arch.depth == depth
+
+
+def test_an_imagenet_depth_builds_the_imagenet_net_at_any_input_size():
+    """Issue 18.11: depth=50 at 64x64 was silently the CIFAR 6n+2 net (n = 8)."""
+    model = keras_resnet.ResNet(depth=50, input_shape=(64, 64, 3), include_top=False)
+    assert model.output_shape == (None, 2, 2, 2048)          # stride 32, 2048 channels
+    # The published ResNet-50 count minus its 1000-way classifier (2048 x 1000 + 1000).
+    assert trainable_count(model) == 25_557_032 - 2048 * 1000 - 1000
+    assert model.get_layer("stem").family == "imagenet"
+    cifar = keras_resnet.ResNet(depth=50, input_shape=(64, 64, 3), include_top=False,
+                                family="cifar")
+    assert cifar.output_shape == (None, 16, 16, 64)
+    assert len([b for b in cifar.layers if b.name.startswith("stage1_")]) == 8    # n = 8
+    assert cifar.name == "resnet50_cifar" and model.name == "resnet50"
 
 
 def test_cifar_depth_generation():
