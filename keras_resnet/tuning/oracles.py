@@ -101,23 +101,33 @@ class RejectionAccounting:
     def get_best_trials(self, num_trials=1):
         # KerasTuner fills the list up with trials that did not complete; their
         # hyperparameters are marked so that best_call refuses them.
+        # (KerasTuner also asks while a trial runs, to print the best so far: only
+        # trials that ended are marked.)
         best = super().get_best_trials(num_trials)
         for trial in best:
-            if trial.status != COMPLETED:
-                setattr(trial.hyperparameters, NEVER_COMPLETED,
-                        f"trial {trial.trial_id} never completed (status {trial.status})")
+            if trial.status in (FAILED, "INVALID"):
+                setattr(trial.hyperparameters, NEVER_COMPLETED, f"trial {trial.trial_id}")
+            elif trial.status == COMPLETED and hasattr(trial.hyperparameters, NEVER_COMPLETED):
+                delattr(trial.hyperparameters, NEVER_COMPLETED)
         return best
 
     def failure(self):
-        """:func:`all_failed`'s message when no trial completed and some failed, else None."""
+        """Why nothing completed (every trained trial failed, or every candidate was over
+        budget), or None when a trial completed or none ended."""
         trials = list(self.trials.values())
         if any(t.status == COMPLETED for t in trials):
             return None
-        failed = [t for t in trials if t.status in (FAILED, "INVALID") and not self.is_rejected(t)]
-        if not failed:
-            return None
-        lines = [line.strip() for line in (failed[0].message or "").splitlines() if line.strip()]
-        return all_failed(len(failed), lines[-1] if lines else None)
+        ended = [t for t in trials if t.status in (FAILED, "INVALID")]
+        failed = [t for t in ended if not self.is_rejected(t)]
+        if failed:
+            lines = [line.strip() for line in (failed[0].message or "").splitlines()
+                     if line.strip()]
+            return all_failed(len(failed), lines[-1] if lines else None)
+        if ended:   # Hyperband schedules a fixed number of candidates: all can be rejected
+            reason = self.budget_rejection(ended[0].hyperparameters.values)
+            return (f"no trial trained: all {len(ended)} candidates were over budget; "
+                    f"the first: {reason}")
+        return None
 
     def populate_space(self, trial_id):
         response = super().populate_space(trial_id)

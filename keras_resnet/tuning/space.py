@@ -449,12 +449,16 @@ def best_call(hp, **kwargs):
     "keras_resnet.ResNet(depth=50, family='cifar', classes=10)"
     """
     values = _values(hp)
+    never = getattr(hp, "keras_resnet_never_completed", None)   # set by budgeted's oracle
+    if never:
+        raise ValueError(f"Argument `hp` is the hyperparameters of {never}, which never "
+                         "trained to completion: no network to rebuild; check the search's "
+                         "failed trials.")
     depth = values[DEPTH]
     family = values.get(FAMILY) or ("imagenet" if depth in specs.IMAGENET_DEPTHS else "cifar")
-    shape = kwargs.get("input_shape")
     args = {"depth": depth}
     try:
-        inferred = A.resolve_family(depth, None, shape)
+        inferred = A.resolve_family(depth)
     except ValueError:
         inferred = None
     if inferred != family:
