@@ -93,14 +93,14 @@ def main(argv=None, prog=None):
     import_backend()
     # A new model per trial makes TensorFlow warn about retracing; expected here.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    from keras_resnet.tuning.search import run_search
+    from keras_resnet.tuning.search import SearchFailed, run_search
 
     try:
         result = run_search(config)
     except ConfigError as e:
         _error(prog, e)
         return 2
-    except (TrainingDiverged, RunDirError) as e:
+    except (TrainingDiverged, RunDirError, SearchFailed) as e:
         _error(prog, str(e).splitlines()[0] if str(e) else repr(e))
         return 1
     if result is not None and result.stop_reason:
