@@ -15,9 +15,7 @@ import sys
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")   # see keras_resnet/training/environment.py
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from keras_resnet.bench.cli import main  # noqa: E402
+from keras_resnet.bench.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

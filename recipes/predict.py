@@ -13,9 +13,7 @@ import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from keras_resnet.serving.cli import predict_main as main  # noqa: E402
+from keras_resnet.serving.cli import predict_main as main
 
 if __name__ == "__main__":
     sys.exit(main())
