@@ -87,9 +87,12 @@ def test_paths_and_shattered_recipes(models, tmp_path, capsys):
     assert result["path_counts"] == [1, 3, 3, 1] and result["settings"]["samples"] == 2
     assert result["inputs"]["split"] == "train"
     code, stdout, err = _main("shattered_gradients", ["--out", str(out), "--depths", "2,4",
-                                                      "--width", "8", "--inits", "1",
-                                                      "--points", "32", "--quiet"], capsys)
+                                                      "--width", "8", "--inits", "2",
+                                                      "--points", "32"], capsys)
     assert code == 0, err
+    # captured output is no terminal: plain progress lines, no control characters
+    assert "\x1b" not in stdout and "\r" not in stdout and "\b" not in stdout
+    assert "24/24 layers (100%) in" in stdout
     assert sorted(os.listdir(out)) == ["paths.json", "paths.png", "paths.svg",
                                        "shattered_gradients.json", "shattered_gradients.png",
                                        "shattered_gradients.svg"]
@@ -187,7 +190,34 @@ def test_lesion_recipe_as_a_script(models, tmp_path):
     result = json.loads((out / "lesion.json").read_text())
     assert result["residual"] is False and list(result["delete_single"]) == ["stage1_block1"]
     assert result["reorder"]["points"] == [] and np.isclose(result["chance_accuracy"], 0.1)
-    assert "evaluation" in proc.stdout            # the progress bar
+    assert "evaluations (100%) in" in proc.stdout    # the progress display, as plain lines
+    assert "\x1b" not in proc.stdout and "\r" not in proc.stdout and "\b" not in proc.stdout
+
+
+def test_progress_prints_plain_lines_when_not_a_terminal():
+    import io
+
+    from keras_resnet.training.progress import Counter
+
+    now = [0.0]
+    out = io.StringIO()
+    counter = Counter(10, "layers", stream=out, interactive=False, every=30.0,
+                      clock=lambda: now[0])
+    for done in range(1, 11):
+        now[0] += 10.0     # one unit every 10 s: a line at most every 30 s, and the last one
+        counter.update(done)
+    counter.update(10)
+    assert out.getvalue().splitlines() == ["1/10 layers (10%) - ETA 1m30s",
+                                           "4/10 layers (40%) - ETA 1m00s",
+                                           "7/10 layers (70%) - ETA 30s",
+                                           "10/10 layers (100%) in 1m40s"]
+    tty = io.StringIO()
+    counter = Counter(4, "batches", stream=tty, interactive=True, clock=lambda: 0.0)
+    counter.update(2)
+    counter.update(4)
+    assert tty.getvalue() == ("\r[==========>.........] 2/4 batches (50%) - ETA 0s"
+                              "\r[====================] 4/4 batches (100%) in 0s"
+                              + " " * 2 + "\n")
 
 
 def test_digits_analyses_under_jax_need_no_tensorflow(models, tmp_path):

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from keras_resnet.analysis import network as nw
+from keras_resnet.training.progress import Counter
 
 
 def kendall_tau(order, reference=None):
@@ -71,7 +72,7 @@ def compatible_pairs(chain):
 
 
 def _progress(total, verbose):
-    return keras.utils.Progbar(total, verbose=1 if verbose else 0, unit_name="evaluation")
+    return Counter(total, "evaluations", enabled=bool(verbose))
 
 
 def lesion_study(model, data, *, max_delete=None, draws=10, max_swaps=None, seed=0,

@@ -26,6 +26,7 @@ from keras_resnet import specs
 from keras_resnet.analysis import autodiff
 from keras_resnet.analysis import network as nw
 from keras_resnet.analysis.lesion import _check_data, _positive_int
+from keras_resnet.training.progress import Counter
 
 
 def path_length_distribution(n):
@@ -210,7 +211,7 @@ def gradient_by_path_length(model, data, *, samples=32, batch_size=16, lengths=N
                              f"the model has {n} blocks (lengths 0..{n}).")
     rng = np.random.default_rng(seed)
     measured = {k: [] for k in lengths}
-    bar = keras.utils.Progbar(samples, verbose=1 if verbose else 0, unit_name="batch")
+    bar = Counter(samples, "batches", enabled=bool(verbose))
     for s in range(samples):
         idx = np.sort(rng.choice(len(x), size=batch_size, replace=False))
         _, g_out, pullbacks = _forward(chain, x[idx], y[idx])

@@ -29,6 +29,8 @@ so each point's gradient depends on that point only.
 
 from __future__ import annotations
 
+import logging
+
 import keras
 import numpy as np
 from keras import ops
@@ -37,8 +39,10 @@ from keras_resnet import layers as blocks_lib
 from keras_resnet import specs
 from keras_resnet.analysis import autodiff
 from keras_resnet.analysis.lesion import _positive_int
+from keras_resnet.training.progress import Counter
 
 DEFAULT_DEPTHS = (2, 6, 12, 24, 50)
+log = logging.getLogger("keras_resnet.analysis")
 
 
 def gradient_net(depth, *, residual=True, width=200, seed=0, ordering="post"):
@@ -129,13 +133,16 @@ def _standardize(g):
 
 
 def _summarize(samples, max_lag, stride, keep_gradients):
-    """ACF (mean and std over samples), covariance matrix (over samples), one example."""
+    """ACF (mean and std over samples), covariance matrix (over samples, None for one), one
+    example."""
     acfs = np.array([autocorrelation(g, max_lag) for g in samples])
-    z = np.array([_standardize(g) for g in samples])[:, ::stride]
-    covariance = (z.T @ z) / len(z)
+    covariance = None
+    if len(samples) > 1:   # the covariance of one sample is only its own outer product
+        z = np.array([_standardize(g) for g in samples])[:, ::stride]
+        covariance = np.round((z.T @ z) / len(z), 5).tolist()
     out = {"autocorrelation": acfs.mean(0).tolist(), "autocorrelation_std": acfs.std(0).tolist(),
            "lag1_correlation": float(acfs[:, 1].mean()) if acfs.shape[1] > 1 else 1.0,
-           "covariance": np.round(covariance, 5).tolist()}
+           "covariance": covariance}
     if keep_gradients:
         out["gradients"] = [float(v) for v in samples[0]]
     return out
@@ -151,7 +158,8 @@ def shattered_gradients(depths=DEFAULT_DEPTHS, *, width=200, inits=8, points=256
     output with respect to the input at ``points`` evenly spaced inputs in
     ``[low, high]``, then its autocorrelation (averaged over the
     initialisations) and the covariance of the standardised gradients between
-    grid points (over the initialisations). White and brown noise (the
+    grid points (over the initialisations: None, with a warning, for
+    ``inits=1``). White and brown noise (the
     cumulative sum of white noise) go through the same estimators for
     reference, as in Balduzzi et al.'s Fig. 1.
 
@@ -177,7 +185,7 @@ def shattered_gradients(depths=DEFAULT_DEPTHS, *, width=200, inits=8, points=256
     Example:
 
     >>> from keras_resnet.analysis import shattered_gradients
-    >>> result = shattered_gradients((2, 6), width=8, inits=1, points=16, max_lag=4,
+    >>> result = shattered_gradients((2, 6), width=8, inits=2, points=16, max_lag=4,
     ...                              verbose=0)
     >>> [(n["kind"], n["depth"]) for n in result["nets"]]
     [('plain', 2), ('resnet', 2), ('plain', 6), ('resnet', 6)]
@@ -187,6 +195,9 @@ def shattered_gradients(depths=DEFAULT_DEPTHS, *, width=200, inits=8, points=256
         raise ValueError(f"Invalid value for argument `depths`: received {depths!r}; expected "
                          "even numbers >= 2.")
     inits = _positive_int("inits", inits)
+    if inits < 2:
+        log.warning("inits=%d (--inits): the covariance of the gradients over initialisations "
+                    "needs at least 2; it is left out (None) and not drawn.", inits)
     points = _positive_int("points", points, minimum=4)
     covariance_stride = _positive_int("covariance_stride", covariance_stride)
     max_lag = min(_positive_int("max_lag", max_lag), points - 1)
@@ -195,8 +206,7 @@ def shattered_gradients(depths=DEFAULT_DEPTHS, *, width=200, inits=8, points=256
     grid = np.linspace(float(low), float(high), points)
     # Progress in layers, not networks: a 50-layer net costs 25 times a 2-layer one,
     # and the ETA should know it.
-    bar = keras.utils.Progbar(sum(depths) * 2 * inits, verbose=1 if verbose else 0,
-                              unit_name="layer")
+    bar = Counter(sum(depths) * 2 * inits, "layers", enabled=bool(verbose))
     nets, done = [], 0
     for depth in depths:
         for kind in ("plain", "resnet"):

@@ -85,6 +85,69 @@ class Progress:
         self._width = 0
 
 
+class Counter:
+    """Progress through ``total`` units of work (an analysis's evaluations, batches, layers).
+
+    On a terminal one line is redrawn in place; elsewhere (a file, CI) plain
+    lines without control characters are printed, at most one every
+    ``every`` seconds, and the last one when the work is done. Keras's
+    ``Progbar`` writes its bar (with ANSI colours) on every update in both
+    cases, which fills log files.
+
+    Args:
+        total: int, units of work.
+        unit: str, their name (plural), e.g. ``"layers"``.
+        enabled: bool, False prints nothing.
+        stream: where to write (default ``sys.stdout``).
+        interactive: bool or None (None: ``stream.isatty()``).
+        every: float, seconds between two lines when not interactive.
+        clock: callable returning seconds (tests pass a fake clock).
+    """
+
+    def __init__(self, total, unit, *, enabled=True, stream=None, interactive=None, every=30.0,
+                 clock=time.perf_counter):
+        self.total, self.unit, self.enabled = max(int(total), 1), unit, enabled
+        self.stream = stream or sys.stdout
+        self.interactive = self.stream.isatty() if interactive is None else interactive
+        self.every, self.clock = every, clock
+        self.start = clock()
+        self._last_line = None
+        self._width = 0
+        self._finished = False
+
+    def _text(self, done):
+        elapsed = self.clock() - self.start
+        text = f"{done}/{self.total} {self.unit} ({100 * done / self.total:.0f}%)"
+        if done >= self.total:
+            return f"{text} in {fmt_seconds(elapsed)}"
+        eta = elapsed / done * (self.total - done) if done else None
+        return f"{text} - ETA {'--' if eta is None else fmt_seconds(eta)}"
+
+    def update(self, done):
+        """Report that ``done`` units of the ``total`` are finished."""
+        if not self.enabled:
+            return
+        done = min(int(done), self.total)
+        finished = done >= self.total
+        if self._finished:
+            return
+        self._finished = finished
+        if self.interactive:
+            filled = int(20 * done / self.total)
+            bar = "=" * filled + (">" if filled < 20 else "") + "." * max(0, 19 - filled)
+            text = f"[{bar}] {self._text(done)}"
+            self.stream.write("\r" + text + " " * max(0, self._width - len(text))
+                              + ("\n" if finished else ""))
+            self._width = len(text)
+        else:
+            now = self.clock()
+            if not finished and self._last_line is not None and now - self._last_line < self.every:
+                return
+            self._last_line = now
+            self.stream.write(self._text(done) + "\n")
+        self.stream.flush()
+
+
 class Timer:
     """Wall-clock seconds since creation (``time.perf_counter``)."""
 
