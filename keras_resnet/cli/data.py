@@ -22,7 +22,8 @@ def build_parser(prog=None):
                         help=f"one of {', '.join(ALL_DATASETS)} (default: digits, or the image "
                              "folders of --data-dir)")
     parser.add_argument("--data-dir", default=None,
-                        help="image folders DIR/train/<class>/ and DIR/val/<class>/ (default: none)")
+                        help="image folders DIR/train/<class>/ and DIR/val/<class>/ "
+                             "(default: none)")
     parser.add_argument("--image-size", type=int, default=None,
                         help="square input size (default: the dataset's)")
     parser.add_argument("--holdout", action="store_true",

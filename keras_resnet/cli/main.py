@@ -1,6 +1,7 @@
 """``keras-resnet``: one command, one subcommand per job (also ``python -m keras_resnet``).
 
     keras-resnet train cifar10|imagenet [FLAGS]        recipes/cifar10.py, recipes/imagenet.py
+    keras-resnet finetune --data-dir DIR --weights W   recipes/finetune.py
     keras-resnet tune [FLAGS]                          recipes/tune.py
     keras-resnet experiment degradation|identity_mappings [FLAGS]
     keras-resnet analyze lesion|paths|shattered_gradients [FLAGS]
@@ -26,6 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 COMMANDS = {
     "train": ("keras_resnet.cli.train", "train a ResNet with a paper's recipe",
               ("cifar10", "imagenet")),
+    "finetune": ("keras_resnet.cli.finetune", "fine-tune pretrained weights on an image folder",
+                 None),
     "tune": ("keras_resnet.cli.tune", "search depth and width with KerasTuner", None),
     "experiment": ("keras_resnet.cli.experiment", "the papers' training experiments",
                    ("degradation", "identity_mappings")),

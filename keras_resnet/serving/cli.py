@@ -130,7 +130,8 @@ COMMANDS = {"export": (build_export_parser, export_main),
 
 def build_parser():
     """``export`` and ``predict`` as subcommands of one parser."""
-    parser = Parser(prog="keras-resnet", description="Export trained models and classify images.")
+    parser = Parser(prog="keras-resnet",
+                    description="Export trained models and classify images.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (build, _) in COMMANDS.items():
         build(sub.add_parser(name))

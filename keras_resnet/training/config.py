@@ -281,7 +281,8 @@ def resolve_config(config):
     if c.image_size is not None and c.dataset not in ("synthetic", "folder"):
         raise ConfigError(f"--image-size applies to --dataset synthetic and --data-dir; "
                           f"received --dataset {c.dataset}.")
-    for name, value in (("label_smoothing", c.label_smoothing), ("drop_path_rate", c.drop_path_rate)):
+    for name, value in (("label_smoothing", c.label_smoothing),
+                        ("drop_path_rate", c.drop_path_rate)):
         _positive(name, value, float, allow_zero=True)
         if not value < 1:
             raise ConfigError(f"{flag(name)} must be in [0, 1); received {value!r}.")

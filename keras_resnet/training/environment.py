@@ -21,7 +21,8 @@ import tempfile
 
 # Native log lines of TensorFlow/XLA's absl logging: "I0000 00:00:17.. 1234 port.cc:153] ...".
 _NATIVE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] (.*)$")
-_ABSL_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+_ABSL_NOTICE = ("WARNING: All log messages before absl::InitializeLog() is called are written "
+                "to STDERR")
 # Errors that only say that this machine has no usable GPU (the device line says so).
 _NO_GPU = ("failed call to cuInit", "Could not find cuda drivers")
 
@@ -50,7 +51,7 @@ def prepare_environment(config):
 
 
 def _keep(line, level):
-    """Is a line a native library wrote to stderr worth showing at TF_CPP_MIN_LOG_LEVEL ``level``?"""
+    """Is a native library's stderr line worth showing at TF_CPP_MIN_LOG_LEVEL ``level``?"""
     if line.strip() == _ABSL_NOTICE:
         return False
     match = _NATIVE.match(line)
