@@ -6,9 +6,11 @@ with one line naming it. ``--help`` imports neither Keras nor TensorFlow.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+
+from keras_resnet.cli.fields import Parser
+from keras_resnet.training.config import PRECISIONS
 
 MODES = ("train", "inference", "build")
 TRAIN_COMPARE = ("keras-applications", "fit", "fit-keras-applications", "torch", "unfused-bn",
@@ -22,7 +24,7 @@ _OWNER = {"model": "train", "batch_size": "train", "precision": "train", "xla": 
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="recipes/benchmark.py",
         description="Training throughput of the package's loop with side-by-side comparisons "
                     "(--train); batch-1 inference latency and size of Keras, SavedModel and "
@@ -53,7 +55,7 @@ def build_parser():
     t.add_argument("--batch-size", type=int, default=None,
                    help="global batch (default: 128 CIFAR, 32 ImageNet; 16 with --depths)")
     t.add_argument("--precision", default=None,
-                   choices=("float32", "mixed_float16", "mixed_bfloat16"),
+                   choices=PRECISIONS,
                    help="(default: float32)")
     t.add_argument("--xla", action="store_true", help="XLA on TensorFlow (JAX always compiles)")
     t.add_argument("--steps-per-execution", type=int, default=None,
