@@ -7,4 +7,4 @@ OPTIMISATION = ("batch_size", "lr", "momentum", "weight_decay", "schedule", "war
 HARDWARE = ("backend", "gpus", "precision", "xla", "sync_bn", "remat", "unroll",
             "steps_per_execution",
             "log_every", "seed", "deterministic")
-OUTPUT = ("run_dir", "export", "no_export", "quiet")
+OUTPUT = ("run_dir", "export", "no_export", "quiet", "fresh")

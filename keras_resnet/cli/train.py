@@ -98,6 +98,28 @@ def main(recipe, argv=None, prog=None):
     except ConfigError as e:
         _error(prog, e)
         return 2
+    try:
+        return _train(config, prog)
+    except KeyboardInterrupt:   # Ctrl-C: one line that says how to resume, not a traceback
+        if sys.stdout.isatty():
+            print(flush=True)   # below the progress line
+        _error(prog, f"interrupted; resume with the same command: {resume_command(argv)}")
+        return 130
+
+
+def resume_command(argv=None):
+    """The command that resumes this run: the command line as typed, without ``--fresh``.
+
+    Without ``--run-dir`` the run directory is named by the settings, so the same
+    command finds the unfinished run (``--fresh`` would start over again).
+    """
+    from keras_resnet.training.report import shell_command
+
+    args = list(sys.argv if argv is None else [sys.argv[0], *argv])
+    return shell_command([a for a in args if a != "--fresh"])
+
+
+def _train(config, prog):
     from keras_resnet.training.environment import import_backend, prepare_environment
 
     prepare_environment(config)

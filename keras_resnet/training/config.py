@@ -42,8 +42,8 @@ DIGITS_DEFAULTS = {"batch_size": 64, "lr": 0.1, "schedule": "cosine", "epochs": 
 # written, how much is printed, and the hardware (the checkpoint holds no
 # strategy state, so a run started on 8 GPUs resumes on 4 or on the CPU with the
 # same global batch). Everything else would change what is trained.
-RESUME_FREE = ("run_dir", "export", "no_export", "quiet", "gpus", "xla", "deterministic",
-               "steps_per_execution", "log_every", "backend")
+RESUME_FREE = ("run_dir", "export", "no_export", "quiet", "fresh", "gpus", "xla",
+               "deterministic", "steps_per_execution", "log_every", "backend")
 # The builder's extras a run may set (keras_resnet.ResNet checks their values).
 MODEL_EXTRAS = ("block", "ordering", "skip", "gate_bias", "dropout_rate", "stride_at")
 
@@ -204,13 +204,17 @@ class TrainConfig:
              "digits and synthetic without TensorFlow, and on a CPU trains about 10x slower "
              "than tensorflow (use it for GPUs)", choices=BACKENDS)
     run_dir: str | None = setting(
-        help="run directory; rerunning with the same one resumes it "
-             "(default: runs/<dataset>_<model>_<time>)")
+        help="run directory; rerunning with the same one resumes it (default: "
+             "runs/<dataset>_<model>_<settings key>: the same command resumes its unfinished "
+             "run, --fresh starts over)")
     export: str | None = setting(
         help="export directory (default: saved_models/<run-name>; runs shorter than one epoch "
              "export only when this is given)")
     no_export: bool = setting(False, help="do not export the trained model")
     quiet: bool = setting(False, help="no progress display")
+    fresh: bool = setting(False, help="start over in a new run directory instead of resuming "
+                                      "the unfinished run of the same settings (the default "
+                                      "--run-dir)")
 
     def flags(self):
         """The settings as a JSON-serialisable dict (written to ``config.json``)."""
@@ -272,6 +276,9 @@ def resolve_config(config):
     if c.epochs is not None and c.steps is not None:
         raise ConfigError(f"--epochs {c.epochs} and --steps {c.steps} conflict: "
                           "give the length of the run one way.")
+    if c.fresh and c.run_dir is not None:
+        raise ConfigError(f"--fresh and --run-dir {c.run_dir} conflict: --fresh starts the "
+                          "default run directory over; give a new --run-dir instead.")
     if c.export is not None and c.no_export:
         raise ConfigError(f"--export {c.export} and --no-export conflict; give one of them.")
     _choice("precision", c.precision, PRECISIONS)

@@ -17,7 +17,7 @@ a crash never leaves a half-written file that a rerun would read back.
 from __future__ import annotations
 
 import csv
-import datetime
+import hashlib
 import io
 import json
 import math
@@ -58,11 +58,58 @@ def log_row(**values):
     return row
 
 
+def settings_key(config, exclude=()):
+    """Eight hex digits that change with every setting that changes what is trained.
+
+    The outputs, the verbosity and the hardware (:data:`RESUME_FREE`) do not
+    count, so the same command on another machine or with another ``--export``
+    finds the same run.
+    """
+    flags = {k: v for k, v in config.flags().items()
+             if k not in RESUME_FREE and k not in exclude}
+    text = json.dumps(flags, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
 def default_run_name(config):
-    """``<dataset>_<model><depth>_<time>``, e.g. ``digits_resnet20_20261123-101500``."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    """``<dataset>_<model><depth>_<settings key>``, e.g. ``digits_resnet20_3f2a9c1e``."""
     prefix = "plain" if config.plain else ("preact_resnet" if config.preact else "resnet")
-    return f"{config.dataset}_{prefix}{config.depth}_{stamp}"
+    return f"{config.dataset}_{prefix}{config.depth}_{settings_key(config)}"
+
+
+def _numbered(base):
+    """``base`` and its ``base-2``, ``base-3``, ... siblings that exist, in that order."""
+    parent, name = os.path.dirname(base), os.path.basename(base)
+    found = []
+    for entry in os.listdir(parent or ".") if os.path.isdir(parent or ".") else []:
+        suffix = entry[len(name) + 1:]
+        if entry == name or (entry.startswith(name + "-") and suffix.isdigit()):
+            found.append((int(suffix) if entry != name else 1, os.path.join(parent, entry)))
+    return [path for _, path in sorted(found)]
+
+
+def default_run_dir(config, root="runs", fresh=False):
+    """The default run directory of ``config``: ``(path, resuming)``.
+
+    The name carries the settings (:func:`default_run_name`), so rerunning the
+    same command finds its run: the newest unfinished run of these settings
+    (no ``metrics.json`` yet) is resumed. Otherwise, or with ``fresh``, a new
+    directory: ``<name>``, else the first free ``<name>-2``, ``<name>-3``, ...
+    Nothing is ever deleted.
+    """
+    base = os.path.join(root, default_run_name(config))
+    existing = _numbered(base)
+    if not fresh:
+        unfinished = [d for d in existing if os.path.exists(os.path.join(d, "config.json"))
+                      and not os.path.exists(os.path.join(d, "metrics.json"))]
+        if unfinished:
+            return unfinished[-1], True
+    if not os.path.exists(base):
+        return base, False
+    n = 2
+    while os.path.exists(f"{base}-{n}"):
+        n += 1
+    return f"{base}-{n}", False
 
 
 def write_atomic(path, data):

@@ -32,7 +32,7 @@ from keras_resnet.training.model import (build_model, builder_kwargs, check_buil
                                          decay_variables, make_optimizer)
 from keras_resnet.training.plan import make_plan
 from keras_resnet.training.progress import Progress, Timer, fmt_seconds
-from keras_resnet.training.rundir import (RunLog, check_run_dir, default_run_name, log_row,
+from keras_resnet.training.rundir import (RunLog, check_run_dir, default_run_dir, log_row,
                                           write_json)
 from keras_resnet.training.schedules import make_schedule
 
@@ -61,12 +61,9 @@ def make_engine(config, strategy=None):
 
         return TFEngine(config, strategy)
     if backend == "jax":
-        if strategy is not None:
-            raise ConfigError("`strategy` is a tf.distribute strategy; under the JAX backend "
-                              "use --gpus (keras.distribution.DataParallel).")
         from keras_resnet.training.engine_jax import JaxEngine
 
-        return JaxEngine(config)
+        return JaxEngine(config, strategy)
     raise ConfigError(f"The training recipes run under the tensorflow and jax backends; "
                       f"KERAS_BACKEND is {backend!r}.")
 
@@ -124,8 +121,8 @@ class Trainer:
     Args:
         config: a :class:`~keras_resnet.training.config.TrainConfig`.
         data: a ``keras_resnet.data.InputData`` or None (loaded from the config).
-        strategy: a ``tf.distribute.Strategy`` or None (from ``--gpus``/TF_CONFIG;
-            TensorFlow backend only).
+        strategy: None (from ``--gpus``/TF_CONFIG), a ``tf.distribute.Strategy``
+            (TensorFlow) or a ``keras.distribution.DataParallel`` (JAX).
         callbacks: ``keras.callbacks.Callback`` objects; they get
             ``on_train_begin``, ``on_epoch_begin``/``on_epoch_end`` (0-based epoch,
             logs with ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``,
@@ -147,8 +144,11 @@ class Trainer:
         self.builder = builder_kwargs(c, self.plan, self.data.input_shape(),
                                       self.data.num_classes)
         check_builder_kwargs(self.builder)
+        # The default run directory is named by the settings: the same command
+        # resumes its unfinished run (--fresh: a new directory).
+        self.resumed_default = False
         if c.run_dir is None:
-            c.run_dir = os.path.join("runs", default_run_name(c))
+            c.run_dir, self.resumed_default = default_run_dir(c, fresh=c.fresh)
         self.run_dir = c.run_dir
         self.resuming = check_run_dir(self.run_dir, c) if self.chief else False
         # A smoke run (shorter than one epoch) keeps no checkpoint and exports only
@@ -278,7 +278,10 @@ class Trainer:
                   f"{plan.global_batch}, lr {plan.lr:g}, {run_length(plan)}, "
                   f"precision {c.precision}.")
         if start:
-            self._say(f"Resuming {self.run_dir} after epoch {start} ({self.store.path(start)}).")
+            self._say(f"Resuming {self.run_dir} after epoch {start} ({self.store.path(start)})"
+                      + (" (--fresh to start over)." if self.resumed_default else "."))
+        elif self.resumed_default:
+            self._say(f"Resuming {self.run_dir} (--fresh to start over).")
         self._say(f"Run directory: {self.run_dir}")
 
     def _log_every(self):
