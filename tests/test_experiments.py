@@ -171,6 +171,34 @@ def test_degradation_plot_has_titles_axes_legends_and_the_papers_values(tmp_path
     assert "Table 6" not in _svg_text(other[1])
 
 
+def test_degradation_plot_draws_the_mean_over_seeds_and_its_band():
+    pytest.importorskip("matplotlib")
+    import numpy as np
+
+    from keras_resnet.experiments import plots
+
+    figure = plots.degradation_figure(_fake_results(), dataset="cifar10")
+    plain_ax, res_ax = figure.axes[:2]
+    # Seeds 1, 2, 3 shift the last epoch's errors by 0, 1, 2: the line is their mean (+1),
+    # the band spans min to max. Thin lines: training error; bold: test error.
+    expected = {plain_ax: [([50, 11], [50, 10], [50, 12]), ([55, 13], [55, 12], [55, 14]),
+                           ([80, 61], [80, 60], [80, 62]), ([82, 62], [82, 61], [82, 63])],
+                res_ax: [([40, 3], [40, 2], [40, 4]), ([45, 4], [45, 3], [45, 5]),
+                         ([45, 2], [45, 1], [45, 3]), ([47, 3], [47, 2], [47, 4])]}
+    for ax, want in expected.items():
+        drawn = [ln for ln in ax.lines if len(ln.get_xdata()) == 2 and ln.get_linestyle() == "-"
+                 and list(ln.get_xdata()) == [1, 2]]
+        assert [ln.get_linewidth() for ln in drawn] == [1.0, 2.5, 1.0, 2.5]
+        for line, band, (mean, low, high) in zip(drawn, ax.collections, want):
+            np.testing.assert_allclose(line.get_ydata(), mean)
+            edges = band.get_paths()[0].vertices
+            at_last = edges[np.isclose(edges[:, 0], 2), 1]
+            assert (at_last.min(), at_last.max()) == (low[1], high[1])
+    papers = sorted(ln.get_ydata()[0] for ln in res_ax.lines if ln.get_linestyle() == ":"
+                    and len(ln.get_ydata()))
+    assert papers == [6.97, 8.75]     # He et al. 2015, Table 6: ResNet-56, ResNet-20
+
+
 def test_curves_plot_draws_every_row(tmp_path):
     pytest.importorskip("matplotlib")
     from keras_resnet.experiments import plots
@@ -187,6 +215,23 @@ def test_curves_plot_draws_every_row(tmp_path):
                  "nats per image, log scale", "test error (%, log scale)", "original (identity)",
                  "full pre-activation", "dropout shortcut (0.5)", "paper (test error)"):
         assert text in svg, text
+    import numpy as np
+
+    figure = plots.curves_figure(results, dataset="cifar10", paper_depths=(110,))
+    loss_ax, error_ax = figure.axes[:2]
+    for ax, key in ((loss_ax, "train_loss"), (error_ax, "test_error")):
+        drawn = {ln.get_label(): ln for ln in ax.lines
+                 if ln.get_linestyle() == "-" and ln.get_marker() == "None"}
+        assert list(drawn) == [r["label"] for r in results["configurations"]]
+        for run in results["configurations"]:
+            line = drawn[run["label"]]
+            np.testing.assert_allclose(line.get_xdata(), run["history"]["epoch"])
+            np.testing.assert_allclose(line.get_ydata(), run["history"][key])
+    # the diverged row ends in a cross at its last value; the paper's values are dotted
+    crosses = [ln for ln in error_ax.lines if ln.get_marker() == "x"]
+    assert [(list(c.get_xdata()), list(c.get_ydata())) for c in crosses] == [([1], [90])]
+    assert sorted(ln.get_ydata()[0] for ln in error_ax.lines
+                  if ln.get_linestyle() == ":" and len(ln.get_ydata())) == [6.37, 6.61]
 
 
 # ---------------------------------------------------------------------------

@@ -103,7 +103,17 @@ def _seeds_text(runs):
 
 
 def plot_degradation(results, path, *, dataset=None, title=None):
-    """He et al. 2015, Fig. 1 / Fig. 6: two panels, plain and residual.
+    """He et al. 2015, Fig. 1 / Fig. 6: two panels, plain and residual, saved as PNG and SVG.
+
+    Draws :func:`degradation_figure` (same arguments) and writes ``<path>.png``
+    and ``<path>.svg`` (a ``.png`` or ``.svg`` suffix is replaced); returns
+    the two paths.
+    """
+    return _save(degradation_figure(results, dataset=dataset, title=title), path)
+
+
+def degradation_figure(results, *, dataset=None, title=None):
+    """He et al. 2015, Fig. 1 / Fig. 6 as a ``matplotlib.figure.Figure``: plain and residual.
 
     Thin lines are training error, bold lines test error, one colour per depth;
     the paper's CIFAR-10 test errors (Table 6) are drawn as dotted lines in the
@@ -112,13 +122,13 @@ def plot_degradation(results, path, *, dataset=None, title=None):
     Args:
         results: the dict :func:`~keras_resnet.experiments.run_experiment`
             returns for :func:`~keras_resnet.experiments.degradation` configurations.
-        path: str, where to write: ``<path>.png`` and ``<path>.svg`` (a ``.png``
-            or ``.svg`` suffix is replaced).
         dataset: str or None, the dataset's name (titles; paper values for CIFAR-10).
         title: str or None, the figure title.
 
     Returns:
-        The two paths written (PNG, SVG).
+        The figure: ``axes[0]`` plain, ``axes[1]`` residual; in each, per
+        configuration label, the training error (thin) then the test error
+        (bold) line, the mean over the seeds per epoch.
     """
     runs = results["configurations"]
     depths = []
@@ -163,10 +173,20 @@ def plot_degradation(results, path, *, dataset=None, title=None):
     where = f" on {dataset}" if dataset else ""
     figure.suptitle(title or f"Plain vs residual nets{where} (He et al. 2015, Fig. 6): "
                     f"{_seeds_text(runs)}")
-    return _save(figure, path)
+    return figure
 
 
 def plot_curves(results, path, *, dataset=None, title=None, paper_depths=()):
+    """Training loss and test error per epoch of every configuration, saved as PNG and SVG.
+
+    Draws :func:`curves_figure` (same arguments) and writes ``<path>.png`` and
+    ``<path>.svg``; returns the two paths.
+    """
+    return _save(curves_figure(results, dataset=dataset, title=title,
+                               paper_depths=paper_depths), path)
+
+
+def curves_figure(results, *, dataset=None, title=None, paper_depths=()):
     """Training loss and test error per epoch of every configuration (the tables' curves).
 
     One colour per row (label), one line style per group (depth); the paper's
@@ -175,13 +195,13 @@ def plot_curves(results, path, *, dataset=None, title=None, paper_depths=()):
 
     Args:
         results: the dict :func:`~keras_resnet.experiments.run_experiment` returns.
-        path: str, ``<path>.png`` and ``<path>.svg`` are written.
         dataset: str or None, the dataset's name.
         title: str or None, the figure title.
         paper_depths: depths at which the paper's values apply.
 
     Returns:
-        The two paths written (PNG, SVG).
+        The figure: ``axes[0]`` the training loss, ``axes[1]`` the test error,
+        one line per (group, label) in first-seen order, the mean over seeds.
     """
     runs = results["configurations"]
     labels, groups = [], []
@@ -228,4 +248,4 @@ def plot_curves(results, path, *, dataset=None, title=None, paper_depths=()):
                   fontsize=8, frameon=False)
     figure.suptitle(f"{title or 'Training curves' + (' on ' + dataset if dataset else '')}"
                     f" ({_seeds_text(runs)})")
-    return _save(figure, path)
+    return figure
