@@ -389,3 +389,46 @@ def _transfer_or_fail(source, model, what):
             f"Invalid value for argument `weights`: {what} holds keras.applications' "
             f"{flavor.application}, which does not fit the model {model.name!r}: "
             f"{error}.") from error
+
+
+# -- what each weight set expects of its input -------------------------------------------
+
+# How each public weight set was trained to see its input, as the fields of a
+# keras_resnet.preprocessing spec (x = (pixels * scale - mean) / std per channel)
+# plus the channel order. "caffe": keras.applications' ResNet50/101/152 (BGR, the
+# ImageNet means subtracted, no scaling); "tf": keras.applications' V2 nets (RGB to
+# [-1, 1]); "torch": torchvision's and timm's (RGB, ImageNet mean and std on [0, 1]).
+PREPROCESSING = {
+    "caffe": {"color": "BGR", "scale": 1.0, "mean": (123.68, 116.779, 103.939),
+              "std": (1.0, 1.0, 1.0)},
+    "tf": {"color": "RGB", "scale": 1 / 255, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
+    "torch": {"color": "RGB", "scale": 1 / 255, "mean": (0.485, 0.456, 0.406),
+              "std": (0.229, 0.224, 0.225)},
+}
+
+
+def declared_preprocessing(weights, preact=False):
+    """The :data:`PREPROCESSING` mode a weight set was trained with, or None when unknown.
+
+    ``"imagenet"``: ``"caffe"`` (keras.applications' ResNet*) or ``"tf"`` (ResNet*V2);
+    a keras.applications ``.h5`` file: the same, by its layers; a torchvision/timm
+    state dict: ``"torch"``; one of our own files: None (whatever it was trained with).
+    (RGB in the ``"caffe"`` mean order: R 123.68, G 116.779, B 103.939.)
+
+    >>> declared_preprocessing("imagenet"), declared_preprocessing("imagenet", preact=True)
+    ('caffe', 'tf')
+    """
+    if isinstance(weights, str) and weights == "imagenet":
+        return "tf" if preact else "caffe"
+    path = os.fspath(weights)
+    if weights_torch.is_torch_weights(path):
+        return "torch"
+    official = _h5_layer_groups(path) if weights_torch.sniff_format(path) == "hdf5" else None
+    if official is None:
+        return None
+    f, _, names = official
+    f.close()
+    try:
+        return "tf" if detect_flavor(names, "weights").preact else "caffe"
+    except ValueError:
+        return None

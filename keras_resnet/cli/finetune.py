@@ -46,7 +46,8 @@ def build_parser(prog=None):
                context=CONTEXT)
     add_fields(p.add_argument_group("hardware, speed and reproducibility"), TrainConfig,
                [n for n in groups.HARDWARE if n not in ("remat", "unroll")], context=CONTEXT)
-    add_fields(p.add_argument_group("output"), TrainConfig, groups.OUTPUT, context=CONTEXT)
+    add_fields(p.add_argument_group("output"), TrainConfig,
+               ["run_dir", "export", "no_export", "quiet"], context=CONTEXT)
     return p
 
 
