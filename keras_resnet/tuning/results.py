@@ -260,7 +260,7 @@ def plot(path, rows, *, max_macs=None, title=None):
         xs = [r["macs"] for r in front]
         ys = [r["val_accuracy"] for r in front]
         ax.step(xs, ys, where="post", color="tab:red", linewidth=1.2, zorder=2,
-                label="Pareto front")
+                label="Pareto front (labels: depth-width)")
         for r in front:
             ax.annotate(f"{r[S.DEPTH]}-{S._number(r[S.WIDTH])}", (r["macs"], r["val_accuracy"]),
                         textcoords="offset points", xytext=(4, -10), fontsize=7,
