@@ -63,6 +63,13 @@ class BatchNorm(keras.layers.BatchNormalization):
                 and not self.synchronized)
 
     def call(self, inputs, training=None, mask=None):
+        if getattr(self, "jax_kernel", False) and keras.backend.backend() == "jax":
+            # Opt-in (keras_resnet.normalization_jax.use_jax_kernel): one-pass statistics
+            # and a custom backward pass under JAX.
+            from keras_resnet import normalization_jax
+
+            if normalization_jax.applies(self, inputs, mask):
+                return normalization_jax.layer_call(self, inputs, training)
         if not self._fusable(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf

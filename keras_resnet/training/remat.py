@@ -19,12 +19,42 @@ from __future__ import annotations
 import keras
 
 
-def rematerialize_blocks(model):
+# What each block keeps for its backward pass besides its input and variables:
+# "nothing" recomputes the whole block (the least memory, about one more forward
+# pass); "convs" keeps every convolution's output and recomputes only BatchNorm,
+# ReLU and the additions (more memory, less recomputation). Measured on the
+# pre-activation ResNet-1001 step (docs/scale.md), hence the default.
+POLICIES = ("nothing", "convs")
+
+
+def _policy(name):
+    import jax
+
+    if name == "nothing":
+        return None     # jax.checkpoint's default: save nothing but the arguments
+
+    def save_convolutions(primitive, *args, **params):
+        return primitive is jax.lax.conv_general_dilated_p
+
+    return save_convolutions
+
+
+def rematerialize_blocks(model, policy="nothing"):
     """Make every residual block of ``model`` recompute its activations in the backward pass.
 
     Returns the number of blocks changed. Outputs and gradients are unchanged
-    (up to floating-point reassociation); only memory and time differ.
+    (up to floating-point reassociation); only memory and time differ. Under
+    the JAX engine's scanned stages (:mod:`keras_resnet.training.scan`) the
+    recomputation happens inside the scan body, one block at a time.
+
+    Args:
+        model: a ``keras_resnet`` model.
+        policy: ``"nothing"`` (recompute the whole block) or ``"convs"`` (keep
+            the convolutions' outputs); see ``POLICIES``.
     """
+    if policy not in POLICIES:
+        raise ValueError(f"Invalid value for argument `policy`: received {policy!r}; "
+                         f"expected one of {POLICIES}.")
     if keras.backend.backend() != "jax":
         raise ValueError("Rematerialisation (--remat) runs under the JAX backend; "
                          f"Keras runs {keras.backend.backend()!r}.")
@@ -32,6 +62,7 @@ def rematerialize_blocks(model):
 
     from keras_resnet.layers import BottleneckBlock, ResidualBlock
 
+    saved = _policy(policy)
     changed = 0
     for layer in model.layers:
         if not isinstance(layer, (ResidualBlock, BottleneckBlock)):
@@ -54,7 +85,7 @@ def rematerialize_blocks(model):
                 updated = [old if new is None else new for old, new in zip(non_trainable, updated)]
                 return y, updated
 
-            y, updated = jax.checkpoint(run)(trainable, non_trainable, inputs)
+            y, updated = jax.checkpoint(run, policy=saved)(trainable, non_trainable, inputs)
             for v, value in zip(_layer.non_trainable_variables, updated):
                 v.assign(value)
             return y
