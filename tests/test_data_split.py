@@ -141,3 +141,23 @@ def test_training_checks_val_split_before_loading(tmp_path):
     with pytest.raises(ConfigError, match=r"--val-split must be between 0 and 1 \(exclusive\); "
                                           r"received 1.5\."):
         train(TrainConfig(recipe="cifar10", data_dir=str(tmp_path), val_split=1.5))
+
+
+def test_the_examples_a_run_saves_show_several_classes(tmp_path):
+    """A folder's test set is sorted by class: the saved examples take each class in turn."""
+    import os
+
+    from keras_resnet.training.report import write_examples
+
+    root = tmp_path / "photos"
+    make_folder(root / "train")
+    make_folder(root / "val", {"ant": 3, "bee": 2, "cow": 1})
+    d = data.load(data_dir=root, image_size=8)
+    images, labels = d.raw_test_images(5, across_classes=True)
+    assert labels.tolist() == [0, 1, 2, 0, 1]
+    # pixel (0, 0) holds (class, index in the class): each class's own images, in order
+    assert images[:, 0, 0, :2].tolist() == [[0, 0], [1, 0], [2, 0], [0, 1], [1, 1]]
+    assert d.raw_test_images(5)[1].tolist() == [0, 0, 0, 1, 1]     # the first five
+    paths = write_examples(d, str(tmp_path / "examples"))
+    assert [os.path.basename(p) for p in paths] == ["0_ant.png", "1_bee.png", "2_cow.png",
+                                                    "3_ant.png", "4_bee.png"]

@@ -164,26 +164,36 @@ class InputData:
         """
         return tf_pipeline.test_dataset(self, check_batch_size(batch_size))
 
-    def raw_test_images(self, n):
+    def raw_test_images(self, n, *, across_classes=False):
         """Up to ``n`` raw uint8 RGB test images at the input size, and their labels.
 
         For int8 calibration and parity tests: the images are what a user
         would send to an exported TFLite model (the evaluation resize of
         :func:`keras_resnet.preprocessing.resize_uint8`, no normalization).
         No TensorFlow except for TFDS ImageNet.
+
+        Args:
+            n: int, how many.
+            across_classes: bool. False: the first ``n`` test images. True: the
+                first of each class in turn (class 0's first, class 1's first,
+                ..., then each class's second, ...), so that a few examples show
+                several classes even where the test set is sorted by class
+                (image folders). TFDS ImageNet: the first ``n`` either way.
         """
         n = min(check_int("n", n, minimum=0), self.test_size)
         split, spec = self._test, self.preprocessing
+        order = (_round_robin(split.labels) if across_classes and split.labels is not None
+                 else slice(None))
         if split.kind == "array":
-            images = split.images[:n]
+            images, labels = split.images[order][:n], split.labels[order][:n]
             if images.shape[1:3] != self.input_shape()[:2] or spec["resize"] != "stretch":
                 images = prep.resize_uint8(images, spec)
-            return np.asarray(images, np.uint8), split.labels[:n].copy()
+            return np.asarray(images, np.uint8), labels.copy()
         if split.kind == "records":
             images, labels = tf_pipeline.raw_test_records(self, n)
         else:
             images, labels = [], []
-            for path, label in zip(split.images, split.labels):
+            for path, label in zip(split.images[order], split.labels[order]):
                 if len(images) >= n:
                     break
                 image = tf_pipeline.read_or_none(path, self._skips)
@@ -251,6 +261,19 @@ class InputData:
                             + (f" per shard ({num_shards} shards)." if num_shards > 1 else "."))
         if end_epoch is not None:
             check_int("end_epoch", end_epoch, minimum=int(start_epoch) + 1)
+
+
+def _round_robin(labels):
+    """Indices of ``labels`` taking each class in turn: every class's first, then second, ...
+
+    >>> _round_robin(np.array([0, 0, 0, 1, 1, 2])).tolist()
+    [0, 3, 5, 1, 4, 2]
+    """
+    members = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    rank = np.empty(len(labels), np.int64)
+    for indices in members:
+        rank[indices] = np.arange(len(indices))
+    return np.lexsort((labels, rank))
 
 
 def holdout_split(size, seed, fraction):

@@ -66,7 +66,7 @@ def write_examples(data, directory, n=5):
     import numpy as np
 
     try:
-        images, labels = data.raw_test_images(n)
+        images, labels = data.raw_test_images(n, across_classes=True)
     except Exception:  # noqa: BLE001 - examples are a convenience, never a failure
         return []
     os.makedirs(directory, exist_ok=True)
