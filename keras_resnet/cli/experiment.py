@@ -15,6 +15,7 @@ from keras_resnet.cli.fields import Parser, add_fields, argument_type, values
 from keras_resnet.experiments import configurations as confs
 from keras_resnet.training.config import (DATASETS, DIGITS_DEFAULTS, ConfigError, RunDirError,
                                           TrainConfig, int_list, resolve_config)
+from keras_resnet.training.rundir import settings_key
 
 EXPERIMENTS = ("degradation", "identity_mappings")
 # Degradation on the bundled digits (He et al. 2015, Fig. 6 in miniature), chosen by the
@@ -142,7 +143,9 @@ def plan_degradation(args):
             else ()
     extra = tuple(d for d in extra if d not in depths)
     configurations = confs.degradation(depths, extra)   # checks the depths
-    out = args.out or os.path.join("runs", f"degradation_{args.dataset}")
+    # The default folder is named by the settings: another --epochs is another experiment.
+    out = args.out or os.path.join("runs", f"degradation_{args.dataset}_" + settings_key(
+        base, depths=depths, residual_only_depths=extra, seeds=args.seeds))
     return configurations, base, out, {"depths": tuple(depths), "residual_only_depths": extra}
 
 
@@ -156,7 +159,8 @@ def plan_identity_mappings(args):
     highway = None if args.no_highway else args.highway_bias
     configurations = confs.identity_mappings(args.table, depths, highway_bias=highway)
     out = args.out or os.path.join(
-        "runs", f"identity_mappings_{args.table}_{args.dataset}_{'-'.join(map(str, depths))}")
+        "runs", f"identity_mappings_{args.table}_{args.dataset}_{'-'.join(map(str, depths))}_"
+        + settings_key(base, highway_bias=highway, seeds=args.seeds))
     return configurations, base, out, {"table": args.table, "depths": tuple(depths),
                                        "highway_bias": highway}
 

@@ -95,6 +95,11 @@ def main(recipe, argv=None, prog=None):
     try:
         # The flag checks, and what needs neither Keras nor the data, before either loads.
         preflight(resolve_config(config))
+        from keras_resnet.training.rundir import check_output_dir
+
+        for flag, path in (("--run-dir", config.run_dir), ("--export", config.export)):
+            if path is not None:   # at once, before Keras loads (the trainer checks again)
+                check_output_dir(path, flag)
     except ConfigError as e:
         _error(prog, e)
         return 2

@@ -33,7 +33,7 @@ from keras_resnet.runs.jobs import Job
 from keras_resnet.runs.progress import SweepProgress, job_cost
 from keras_resnet.runs.sweep import Sweep
 from keras_resnet.training.config import ConfigError, TrainConfig, resolve_config
-from keras_resnet.training.rundir import check_run_dir
+from keras_resnet.training.rundir import check_output_dir, check_run_dir
 from keras_resnet.training.trainer import Trainer, load_data
 
 # The runner's own record in each run directory: the configuration, its trainable
@@ -80,6 +80,7 @@ def configure(configurations, base, out_dir):
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ConfigError(f"--out {out_dir} exists and is not a directory.")
+    check_output_dir(out_dir, "--out")   # the run directories, tables and pictures go there
     resolved = []
     for c in configurations:
         settings = dict(c.settings)

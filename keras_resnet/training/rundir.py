@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import tempfile
 
 from keras_resnet.training.checkpoints import fsync_dir
 from keras_resnet.training.config import (RESUME_FREE, ConfigError, RunDirError, TrainConfig,
@@ -58,16 +59,16 @@ def log_row(**values):
     return row
 
 
-def settings_key(config, exclude=()):
+def settings_key(config, exclude=(), **extra):
     """Eight hex digits that change with every setting that changes what is trained.
 
     The outputs, the verbosity and the hardware (:data:`RESUME_FREE`) do not
     count, so the same command on another machine or with another ``--export``
-    finds the same run.
+    finds the same run. ``extra`` settings (a sweep's depths, seeds ...) count too.
     """
     flags = {k: v for k, v in config.flags().items()
              if k not in RESUME_FREE and k not in exclude}
-    text = json.dumps(flags, sort_keys=True, default=str)
+    text = json.dumps([flags, extra], sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
@@ -110,6 +111,39 @@ def default_run_dir(config, root="runs", fresh=False):
     while os.path.exists(f"{base}-{n}"):
         n += 1
     return f"{base}-{n}", False
+
+
+def check_output_dir(path, flag):
+    """Can ``path`` be created (if missing) and written? ConfigError naming ``flag`` if not.
+
+    Called before any work starts, so a typo in an output location fails in one
+    line instead of after hours of training. The check creates what is missing
+    and one empty file, then removes what it created: nothing is left behind.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{flag} {path} exists and is not a directory; choose another {flag}.")
+    created = []
+    try:
+        missing, head = [], os.path.abspath(path)
+        while not os.path.exists(head):
+            missing.append(head)
+            head = os.path.dirname(head)
+        for folder in reversed(missing):
+            os.mkdir(folder)
+            created.append(folder)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"{flag} {path} cannot be created or written ({e.strerror or e}); "
+                          f"choose another {flag}.") from None
+    finally:
+        for folder in reversed(created):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
 
 
 def write_atomic(path, data):

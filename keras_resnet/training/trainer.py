@@ -32,8 +32,8 @@ from keras_resnet.training.model import (build_model, builder_kwargs, check_buil
                                          decay_variables, make_optimizer)
 from keras_resnet.training.plan import make_plan
 from keras_resnet.training.progress import Progress, Timer, fmt_seconds
-from keras_resnet.training.rundir import (RunLog, check_run_dir, default_run_dir, log_row,
-                                          write_json)
+from keras_resnet.training.rundir import (RunLog, check_output_dir, check_run_dir,
+                                          default_run_dir, log_row, write_json)
 from keras_resnet.training.schedules import make_schedule
 
 # Read the metrics back to the host (progress, NaN check) every this many steps.
@@ -162,6 +162,10 @@ class Trainer:
                 and not os.path.exists(os.path.join(self.run_dir, "metrics.json")):
             raise ConfigError(f"--export {self.export_dir} already exists and is not empty; "
                               "choose another directory.")
+        if self.chief:   # every output location can be written, before any work
+            check_output_dir(self.run_dir, "--run-dir")
+            if self.exporting:
+                check_output_dir(self.export_dir, "--export")
         self.callbacks = list(callbacks or [])
         self.verbose = (not c.quiet) if verbose is None else bool(verbose)
         self.announce = verbose is not False     # the run's first lines

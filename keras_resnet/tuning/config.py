@@ -9,6 +9,7 @@ rerunning with the same directory resumes the search.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -33,8 +34,8 @@ DATASET_SHAPES = {"digits": ((8, 8, 3), 10), "cifar10": ((32, 32, 3), 10),
 # larger --max-trials extends a search), the final retraining, the output, and
 # the hardware.
 RESUME_FREE = ("max_trials", "final_epochs", "verbose", "quiet", "in_process", "export",
-               "no_export", "gpus", "backend", "xla", "deterministic", "steps_per_execution",
-               "log_every")
+               "no_export", "fresh", "gpus", "backend", "xla", "deterministic",
+               "steps_per_execution", "log_every")
 # The hyperparameter arguments of a search and their flags.
 SPACE_FLAGS = {"depths": "--depths", "widths": "--widths", "preact": "--preact",
                "blocks": "--blocks", "shortcuts": "--shortcuts",
@@ -256,8 +257,8 @@ def resolve_search(config, input_shape=None, classes=None):
     if c.epochs is None:
         c.epochs = DEFAULT_EPOCHS.get(train.dataset, DEFAULT_EPOCHS_OTHER)
     c.train = dataclasses.replace(train, epochs=c.epochs)
-    if c.directory is None:
-        c.directory = os.path.join("searches", f"{train.dataset}-{c.tuner}")
+    if c.directory is None:   # named by the settings: another --epochs is another search
+        c.directory = os.path.join("searches", f"{train.dataset}-{c.tuner}_{search_key(c)}")
     if input_shape is None:
         input_shape, classes = DATASET_SHAPES.get(train.dataset, (None, 10))
         if input_shape is None:
@@ -268,6 +269,12 @@ def resolve_search(config, input_shape=None, classes=None):
     except (ValueError, TypeError) as e:
         raise ConfigError(flag_message(e)) from None
     return c, space
+
+
+def search_key(config):
+    """Eight hex digits of the settings that change what a search trains (not RESUME_FREE)."""
+    flags = {k: v for k, v in config.flags().items() if k not in RESUME_FREE + ("directory",)}
+    return hashlib.sha1(json.dumps(flags, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def check_search_dir(directory, config, *, distributed=False):

@@ -45,7 +45,7 @@ import sys
 import keras
 
 from keras_resnet.training.config import ConfigError
-from keras_resnet.training.rundir import write_json
+from keras_resnet.training.rundir import check_output_dir, write_json
 from keras_resnet.training.trainer import Trainer, load_data
 from keras_resnet.tuning import results as R
 from keras_resnet.tuning.config import (check_search_dir, distributed_role, flag_message,
@@ -107,6 +107,10 @@ def run_search(config, *, callbacks=None, out=None):
     out = out or sys.stdout
     role = distributed_role()
     config, _ = resolve_search(config)
+    # Every output location can be written before anything is loaded or trained.
+    check_output_dir(config.directory, "--dir")
+    if config.final_epochs and config.train.export is not None:
+        check_output_dir(config.train.export, "--export")
     if callbacks and not config.in_process:
         raise ValueError("Argument `callbacks` needs `SearchConfig(in_process=True)`: Keras "
                          "callbacks are Python objects of this process, and by default every "
