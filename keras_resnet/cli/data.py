@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
-from keras_resnet.cli.fields import Parser
-from keras_resnet.training.config import DATASETS
+from keras_resnet.cli.fields import Parser, add_fields
+from keras_resnet.training.config import DATASETS, TrainConfig
 
 ALL_DATASETS = tuple(dict.fromkeys(d for names in DATASETS.values() for d in names))
 
@@ -18,18 +18,16 @@ def build_parser(prog=None):
         prog=prog or "python -m keras_resnet.data",
         description="Load a dataset as the recipes do; print its summary and how fast the "
                     "input pipeline alone delivers training batches.")
-    parser.add_argument("--dataset", default=None,
-                        help=f"one of {', '.join(ALL_DATASETS)} (default: digits, or the image "
-                             "folders of --data-dir)")
-    parser.add_argument("--data-dir", default=None,
-                        help="image folders DIR/train/<class>/ and DIR/val/<class>/ "
-                             "(default: none)")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="square input size (default: the dataset's)")
-    parser.add_argument("--holdout", action="store_true",
-                        help="evaluate on 10%% held out of the training set (default: off)")
-    parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    parser.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
+    add_fields(parser, TrainConfig, ("dataset", "data_dir", "image_size", "holdout", "seed"),
+               dataset={"help": f"one of {', '.join(ALL_DATASETS)} (default: digits, or the "
+                                "image folders of --data-dir)"},
+               data_dir={"help": "image folders DIR/train/<class>/ and DIR/val/<class>/ "
+                                 "(default: none)"},
+               image_size={"help": "square input size (default: the dataset's)"},
+               holdout={"help": "evaluate on 10%% held out of the training set (default: off)"},
+               seed={"help": "seed (default: 0)"})
+    add_fields(parser, TrainConfig, ("batch_size",),
+               batch_size={"default": 128, "help": "batch size (default: 128)"})
     parser.add_argument("--batches", type=int, default=20,
                         help="batches to time, 0 to skip timing (default: 20)")
     parser.add_argument("--pipeline", choices=("tf", "numpy"), default="tf",
@@ -42,8 +40,8 @@ def build_parser(prog=None):
     parser.add_argument("--check", action="store_true",
                         help="decode every file of --data-dir once now and list those that "
                              "fail, with the reason (default: off; training skips them anyway)")
-    parser.add_argument("--synthetic-examples", type=int, default=1024,
-                        help="training examples of --dataset synthetic (default: 1024)")
+    add_fields(parser, TrainConfig, ("synthetic_examples",), synthetic_examples={
+        "default": 1024, "help": "training examples of --dataset synthetic (default: 1024)"})
     return parser
 
 

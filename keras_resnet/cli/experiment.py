@@ -195,7 +195,9 @@ def main(experiment, argv=None, prog=None):
     from keras_resnet.training.environment import import_backend, prepare_environment
 
     prepare_environment(base)
-    import_backend()
+    devices = import_backend()
+    if not args.quiet:
+        print(f"Devices: {devices}", flush=True)
     from keras_resnet.experiments import papers
 
     run = papers.run_degradation if experiment == "degradation" else papers.run_identity_mappings

@@ -90,7 +90,9 @@ def main(argv=None, prog=None):
     from keras_resnet.training.environment import import_backend, prepare_environment
 
     prepare_environment(config.train)
-    import_backend()
+    devices = import_backend()
+    if not config.quiet:
+        print(f"Devices: {devices}", flush=True)
     # A new model per trial makes TensorFlow warn about retracing; expected here.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     from keras_resnet.tuning.search import SearchFailed, run_search
