@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-slow test-jax venv zoo wheels clean
+.PHONY: demo test test-slow test-jax venv zoo wheels gpu-check clean
 
 venv: $(STAMP)
 
@@ -41,6 +41,11 @@ wheels: $(STAMP)
 		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 		--platform manylinux2014_x86_64 --dest wheels keras==3.15.1 namex optree
 	ls wheels
+
+# On a bare GPU machine with this working tree and wheels/ (no venv, no internet):
+# installs the wheels, measures within 8 minutes, writes gpu_check.json (docs/gpu.md).
+gpu-check:
+	$(PYTHON) -m keras_resnet.bench.gpu_check --wheels wheels --out gpu_check.json
 
 zoo: $(STAMP)
 	$(PY) -m keras_resnet zoo

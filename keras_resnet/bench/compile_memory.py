@@ -44,6 +44,15 @@ def _mode(mode):
     return mode.startswith("unroll"), remat
 
 
+def _cpu():
+    """CPU seconds of this process (user + system): on a shared machine, less noisy than
+    the wall clock for single-threaded work such as XLA's compilation."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(depth, *, mode="scan", batch_size=16, preact=True, precision="float32",
             image_size=32, block=None):
     """One measurement in this process; returns a dict (see the module docstring)."""
@@ -88,18 +97,19 @@ def measure(depth, *, mode="scan", batch_size=16, preact=True, precision="float3
     labels = rng.integers(0, 10, size=(1, batch_size)).astype(np.int32)
     batches = engine._put(images, labels)
     state = engine._pull_state()
-    t0 = time.perf_counter()
+    c0, t0 = _cpu(), time.perf_counter()
     lowered = engine._train_steps.lower(state, batches)
     t1 = time.perf_counter()
     compiled = lowered.compile()
-    t2 = time.perf_counter()
+    c2, t2 = _cpu(), time.perf_counter()
     analysis = compiled.memory_analysis()
-    steps = []
+    steps, step_cpu = [], []
     for _ in range(2):
-        t = time.perf_counter()
+        c, t = _cpu(), time.perf_counter()
         state, sums = compiled(state, batches)
         loss = float(np.asarray(sums)[0])
         steps.append(time.perf_counter() - t)
+        step_cpu.append(_cpu() - c)
     temp = getattr(analysis, "temp_size_in_bytes", None) if analysis is not None else None
     args = getattr(analysis, "argument_size_in_bytes", None) if analysis is not None else None
     return {"depth": depth, "block": block, "preact": preact, "mode": mode,
@@ -107,6 +117,7 @@ def measure(depth, *, mode="scan", batch_size=16, preact=True, precision="float3
             "device": str(jax.devices()[0].device_kind),
             "scanned_runs": engine._scan.describe() if engine._scan is not None else [],
             "build_seconds": build, "lower_seconds": t1 - t0, "compile_seconds": t2 - t1,
+            "lower_and_compile_cpu_seconds": c2 - c0, "step_cpu_seconds": step_cpu,
             "xla_temp_bytes": temp, "xla_argument_bytes": args,
             "first_step_seconds": steps[0], "second_step_seconds": steps[1], "loss": loss,
             "xla_flags": os.environ.get("XLA_FLAGS", ""), **peak_memory()}
@@ -120,8 +131,9 @@ def measure_isolated(depth, *, mode="scan", timeout=600, memory_scheduler=False,
     request = json.dumps({"depth": depth, "mode": mode, **kwargs})
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-m", "keras_resnet.bench.compile_memory", "--one", request],
-                              capture_output=True, text=True, env=env, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-m", "keras_resnet.bench.compile_memory", "--one", request],
+            capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"depth": depth, "mode": mode, "error": f"stopped after {timeout} s",
                 "seconds": time.perf_counter() - t0, **kwargs}
@@ -138,12 +150,14 @@ def row_text(r):
     gib = 2 ** 30
     temp = "-" if r["xla_temp_bytes"] is None else f"{r['xla_temp_bytes'] / gib:.2f}"
     return (f"{r['depth']:>5} {r['mode']:<17} {r['compile_seconds']:>9.1f} "
+            f"{r['lower_and_compile_cpu_seconds']:>9.1f} "
             f"{r['first_step_seconds']:>9.2f} {r['second_step_seconds']:>9.2f} {temp:>9} "
             f"{r['peak_bytes'] / gib:>9.2f}")
 
 
-HEADER = (f"{'depth':>5} {'mode':<17} {'compile s':>9} {'step 1 s':>9} {'step 2 s':>9} "
-          f"{'temp GiB':>9} {'peak GiB':>9}")
+HEADER = (f"{'depth':>5} {'mode':<17} {'compile s':>9} {'cpu s':>9} {'step 1 s':>9} "
+          f"{'step 2 s':>9} "
+          f"{'temp GiB':>9} {'peak GiB':>9}")  # cpu s: lowering and compiling, CPU time
 
 
 def main(argv=None):

@@ -44,10 +44,18 @@ def one_depth(depth, batch_size=16, precision="float32", preact=True, repeats=3,
     case.reset()
     case.run(repeats)
     r = case.result()
-    return {"depth": depth, "block": block, "preact": preact, "remat": remat,
-            "batch_size": batch_size, "precision": precision, "backend": r["backend"],
-            "build_seconds": r["build_seconds"], "seconds_per_step": r["seconds_per_call_median"],
-            "images_per_sec": r["images_per_sec"], **peak_memory()}
+    row = {"depth": depth, "block": block, "preact": preact, "remat": remat,
+           "batch_size": batch_size, "precision": precision, "backend": r["backend"],
+           "build_seconds": r["build_seconds"], "seconds_per_step": r["seconds_per_call_median"],
+           "images_per_sec": r["images_per_sec"], **peak_memory()}
+    if r["backend"] == "jax":
+        # The same step compiled ahead of time: XLA's compile time and temporary bytes.
+        from keras_resnet.bench.compile_memory import measure
+
+        aot = measure(depth, mode="scan-remat" if remat else "scan", batch_size=batch_size,
+                      preact=preact, precision=precision, block=block)
+        row.update(compile_seconds=aot["compile_seconds"], xla_temp_bytes=aot["xla_temp_bytes"])
+    return row
 
 
 def depth_table(depths, *, batch_size=16, precision="float32", preact=True, repeats=3,
@@ -65,5 +73,7 @@ def depth_table(depths, *, batch_size=16, precision="float32", preact=True, repe
         rows.append(row)
         log(f"depth {depth}: build {row['build_seconds']:.1f} s, step "
             f"{row['seconds_per_step'] * 1000:.0f} ms, peak {row['peak_bytes'] / 2**30:.2f} GiB "
-            f"({row['memory']})")
+            f"({row['memory']})" + (f", compile {row['compile_seconds']:.1f} s, XLA temp "
+                                    f"{row['xla_temp_bytes'] / 2**30:.2f} GiB"
+                                    if row.get("xla_temp_bytes") is not None else ""))
     return rows
