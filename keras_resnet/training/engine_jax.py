@@ -43,34 +43,74 @@ def _tensorflow_installed_but_not_loaded():
         return False
 
 
+def _join_processes():
+    """Join the other processes of a multi-process run, once, before JAX starts.
+
+    ``KERAS_DISTRIBUTION_NUM_PROCESSES`` (> 1), ``KERAS_DISTRIBUTION_PROCESS_ID``
+    and ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` (the coordinator's ``host:port``
+    first) are ``keras.distribution.initialize``'s; it calls
+    ``jax.distributed.initialize``. ``jax.devices()`` then lists every
+    process's devices.
+    """
+    import os
+
+    import jax
+
+    if int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1") or 1) > 1 \
+            and not jax.distributed.is_initialized():
+        keras.distribution.initialize()
+
+
 class JaxEngine(Engine):
     """Steps, input and state of a run under the JAX backend."""
 
     backend = "jax"
 
-    def __init__(self, config):
+    def __init__(self, config, distribution=None):
+        """``distribution``: a ``keras.distribution.DataParallel`` to run under instead of
+        the one ``config.gpus`` makes (e.g. over CPU devices, or every process's devices)."""
         import jax
 
-        gpus = [d for d in jax.devices() if d.platform == "gpu"]
-        if config.gpus is not None and config.gpus > len(gpus):
-            raise ConfigError(f"--gpus {config.gpus} asks for more GPUs than the {len(gpus)} "
-                              "present on this machine.")
         if config.precision == "mixed_float16":
             raise ConfigError("--precision mixed_float16 needs loss scaling, which the JAX "
                               "engine does not do; use --precision mixed_bfloat16 under JAX.")
+        _join_processes()
+        if distribution is None:
+            gpus = [d for d in jax.local_devices() if d.platform == "gpu"]
+            if config.gpus is not None and config.gpus > len(gpus):
+                raise ConfigError(f"--gpus {config.gpus} asks for more GPUs than the "
+                                  f"{len(gpus)} present on this machine.")
+            count = min(len(gpus), 1) if config.gpus is None else config.gpus
+            # The first `count` GPUs (or the CPU) of every process.
+            by_process = {}
+            for d in jax.devices("gpu" if count else "cpu"):
+                by_process.setdefault(d.process_index, []).append(d)
+            self.devices = [d for p in sorted(by_process)
+                            for d in by_process[p][:max(count, 1)]]
+            if len(self.devices) > 1:
+                distribution = keras.distribution.DataParallel(devices=self.devices)
+        elif not isinstance(distribution, keras.distribution.DataParallel):
+            raise ConfigError(f"`strategy` under the JAX backend is a "
+                              f"keras.distribution.DataParallel (or use --gpus); received "
+                              f"{type(distribution).__name__}.")
+        else:
+            self.devices = list(np.asarray(distribution.device_mesh.devices).ravel())
         # --sync-bn needs nothing here: under DataParallel the step is one SPMD
-        # program over the global batch, so BatchNorm's statistics are global.
-        count = len(gpus) if config.gpus is None else config.gpus
-        count = min(count, 1) if config.gpus is None else count
-        self.devices = gpus[:count] if count else jax.devices("cpu")[:1]
-        self.distribution = None
-        if len(self.devices) > 1:
-            self.distribution = keras.distribution.DataParallel(devices=self.devices)
-        name = "DataParallel" if self.distribution else (
-            "SingleDevice(gpu)" if count else "SingleDevice(cpu)")
+        # program over the global batch, so BatchNorm's statistics are global
+        # (tests/test_jax_devices.py compares them with one device's).
+        self.distribution = distribution
+        on_gpu = self.devices[0].platform == "gpu"
+        name = "DataParallel" if distribution else (
+            "SingleDevice(gpu)" if on_gpu else "SingleDevice(cpu)")
         super().__init__(config, name=name, chief=jax.process_index() == 0,
-                         replicas=len(self.devices), gpu=bool(count))
+                         replicas=len(self.devices), gpu=on_gpu)
         self._state = None
+
+    def worker_label(self):
+        """``None`` on the first process, else ``"process1"`` etc. (its own checkpoints)."""
+        import jax
+
+        return None if self.chief else f"process{jax.process_index()}"
 
     def set_global_state(self, seed):
         if _tensorflow_installed_but_not_loaded():
