@@ -15,7 +15,7 @@ from keras_resnet.cli.fields import Parser, add_fields, argument_type, values
 from keras_resnet.experiments import configurations as confs
 from keras_resnet.training.config import (DATASETS, DIGITS_DEFAULTS, ConfigError, RunDirError,
                                           TrainConfig, int_list, resolve_config)
-from keras_resnet.training.rundir import settings_key
+from keras_resnet.training.rundir import check_output_dir, settings_key
 
 EXPERIMENTS = ("degradation", "identity_mappings")
 # Degradation on the bundled digits (He et al. 2015, Fig. 6 in miniature), chosen by the
@@ -189,6 +189,7 @@ def main(experiment, argv=None, prog=None):
         for seed in args.seeds or (base.seed,):
             for c in configurations:   # every flag check, before keras is imported
                 resolve_config(dataclasses.replace(base, seed=seed, **c.settings))
+        check_output_dir(out, "--out")
     except (ValueError, TypeError) as e:
         _error(prog, e)
         return 2

@@ -84,6 +84,11 @@ def main(argv=None, prog=None):
     try:
         config, _ = resolve_search(config)
         check_search_dir(config.directory, config, distributed=distributed_role() is not None)
+        from keras_resnet.training.rundir import check_output_dir
+
+        check_output_dir(config.directory, "--dir")   # at once (run_search checks again)
+        if config.final_epochs and config.train.export is not None:
+            check_output_dir(config.train.export, "--export")
     except ConfigError as e:
         _error(prog, e)
         return 2
