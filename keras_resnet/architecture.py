@@ -229,12 +229,21 @@ def check_input_shape(input_shape, data_format):
     return tuple(input_shape)
 
 
-def network_input_shape(arch, input_shape, data_format):
-    """The input shape the network is built for: checked, defaulted per family."""
-    input_shape = check_input_shape(input_shape, data_format)
+def default_input_shape(arch, input_shape, data_format):
+    """``input_shape`` (as a tuple), or the family's default when None; not checked."""
     if input_shape is None:
         h, w, c = specs.DEFAULT_INPUT_SHAPE[arch.family]
-        input_shape = (h, w, c) if data_format == "channels_last" else (c, h, w)
+        return (h, w, c) if data_format == "channels_last" else (c, h, w)
+    return tuple(input_shape)
+
+
+def network_input_shape(arch, input_shape, data_format):
+    """The input shape the network is built for: checked, defaulted per family.
+
+    The one check of ``input_shape`` (its form, and the family's minimum size).
+    """
+    input_shape = default_input_shape(arch, check_input_shape(input_shape, data_format),
+                                      data_format)
     size = spatial_size(input_shape, data_format)
     minimum = specs.MIN_INPUT_SIZE[arch.family]
     if size is not None and size < minimum:
@@ -282,8 +291,14 @@ class Architecture:
         return 2 + specs.LAYERS_PER_BLOCK[self.block] * self.num_blocks
 
 
-def resolve_family(depth, family, input_shape, data_format="channels_last"):
-    """Pick the family of ``depth``: by ``family``, else input size, else ImageNet."""
+def resolve_family(depth, family=None):
+    """The family of ``depth``: ``family`` when given (checked), else from the depth tables.
+
+    A depth of the ImageNet table (18, 34, 50, 101, 152, 200) means the ImageNet
+    network, whatever the input size: 50, 101, 152 and 200 are also CIFAR depths
+    (6n+2 or 9n+2), and their CIFAR nets need ``family="cifar"``. Every other
+    valid depth is a CIFAR depth.
+    """
     check_depth_type(depth)
     if family is not None:
         check_choice("family", family, specs.FAMILIES)
@@ -302,11 +317,6 @@ def resolve_family(depth, family, input_shape, data_format="channels_last"):
             f"Invalid value for argument `depth`: received {depth}; expected an ImageNet "
             f"depth ({specs.allowed_imagenet_depths_text()}) or a CIFAR depth "
             f"({specs.allowed_cifar_depths_text()}).")
-    if in_imagenet and in_cifar:
-        size = spatial_size(input_shape, data_format)
-        if size is not None and size <= specs.CIFAR_MAX_INPUT_SIZE:
-            return "cifar"
-        return "imagenet"
     return "imagenet" if in_imagenet else "cifar"
 
 
@@ -315,9 +325,12 @@ def scale(filters, width):
 
 
 def resolve_architecture(depth, *, preact=False, family=None, block=None, width=1,
-                         shortcut=None, residual=True, drop_path_rate=0.0,
-                         input_shape=None, data_format="channels_last", **extras):
-    """Resolve the user's arguments against the tables into an :class:`Architecture`."""
+                         shortcut=None, residual=True, drop_path_rate=0.0, **extras):
+    """Resolve the user's arguments against the tables into an :class:`Architecture`.
+
+    The network's own arguments only; :func:`resolve_resnet` also checks the
+    ones that concern its input and weights.
+    """
     unknown = sorted(set(extras) - set(EXTRAS))
     if unknown:
         raise TypeError(f"ResNet() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
@@ -326,8 +339,7 @@ def resolve_architecture(depth, *, preact=False, family=None, block=None, width=
     check_bool("residual", residual)
     check_width(width)
     check_rate("drop_path_rate", drop_path_rate)
-    input_shape = check_input_shape(input_shape, data_format)
-    family = resolve_family(depth, family, input_shape, data_format)
+    family = resolve_family(depth, family)
     if block is not None:
         check_choice("block", block, specs.BLOCKS)
     if shortcut is not None:
@@ -463,8 +475,10 @@ def resolve_resnet(depth, *, preact=False, family=None, block=None, width=1, sho
                    classes=None, input_shape=None, data_format="channels_last", **extras):
     """The :class:`Architecture` that ``ResNet(...)`` builds for these arguments.
 
-    ``input_shape`` is the shape the family is inferred from (an ``input_tensor``'s
-    shape without the batch axis, when the builder got one).
+    Every check of ``ResNet``'s arguments that needs no Keras, each made once:
+    the network's (:func:`resolve_architecture`), ``weights`` and what it
+    requires of the network, and ``input_shape`` (an ``input_tensor``'s shape
+    without the batch axis, when the builder got one) against the family.
     """
     check_weights_argument(weights)
     if weights == "imagenet":
@@ -473,15 +487,19 @@ def resolve_resnet(depth, *, preact=False, family=None, block=None, width=1, sho
         extras = imagenet_layout(depth, preact, extras, family=family)
     arch = resolve_architecture(depth, preact=preact, family=family, block=block, width=width,
                                 shortcut=shortcut, residual=residual,
-                                drop_path_rate=drop_path_rate, input_shape=input_shape,
-                                data_format=data_format, **extras)
+                                drop_path_rate=drop_path_rate, **extras)
     if weights == "imagenet":
         check_imagenet_compatible(depth, arch, include_top, classes)
+    network_input_shape(arch, input_shape, data_format)
     return arch
 
 
-def resolve_wide_resnet(depth=28, width=10, dropout_rate=0.0, *, weights=None, **extras):
-    """The :class:`Architecture` that ``WideResNet(...)`` builds: WRN-d-k, n = (d - 4) / 6."""
+def resolve_wide_resnet(depth=28, width=10, dropout_rate=0.0, *, weights=None, input_shape=None,
+                        data_format="channels_last", **extras):
+    """The :class:`Architecture` that ``WideResNet(...)`` builds: WRN-d-k, n = (d - 4) / 6.
+
+    As :func:`resolve_resnet`, every check that needs no Keras, once.
+    """
     check_depth_type(depth)
     if depth < 10 or (depth - 4) % 6:
         raise ValueError(f"Invalid value for argument `depth`: Wide ResNets have depth "
@@ -507,6 +525,7 @@ def resolve_wide_resnet(depth=28, width=10, dropout_rate=0.0, *, weights=None, *
                          residual=residual, drop_path_rate=drop_path_rate,
                          dropout_rate=check_rate("dropout_rate", dropout_rate), **extras)
     check_weights_argument(weights, allow_imagenet=False)
+    network_input_shape(arch, input_shape, data_format)
     return arch
 
 
@@ -592,11 +611,9 @@ def imagenet_layout(depth, preact, extras, family=None):
 def check_imagenet_compatible(depth, arch, include_top, classes):
     """Raise a ValueError unless the official weights fit this architecture and head."""
     if depth not in IMAGENET_WEIGHT_DEPTHS or arch.family != "imagenet":
-        hint = (" (small inputs resolve to the CIFAR family; pass family='imagenet')"
-                if depth in IMAGENET_WEIGHT_DEPTHS else "")
         raise ValueError(f"Invalid value for argument `weights`: 'imagenet' weights exist for "
                          f"ImageNet depths {IMAGENET_WEIGHT_DEPTHS}; received depth={depth}, "
-                         f"family={arch.family!r}{hint}.")
+                         f"family={arch.family!r}.")
     if include_top and classes not in (None, IMAGENET_CLASSES):
         raise ValueError(f"Invalid value for argument `classes` with weights='imagenet' and "
                          f"include_top=True: received {classes!r}; the ImageNet classifier "

@@ -52,7 +52,7 @@ def params(arch, *, include_top=True, classes=None, input_shape=None,
     >>> counting.params(architecture.resolve_architecture(56))
     853018
     """
-    return _count(arch, input_shape, include_top, classes, data_format).params
+    return _count_checked(arch, input_shape, include_top, classes, data_format).params
 
 
 def macs(arch, input_shape=None, *, include_top=True, classes=None,
@@ -77,7 +77,7 @@ def macs(arch, input_shape=None, *, include_top=True, classes=None,
     >>> counting.macs(architecture.resolve_architecture(50))
     3857973248
     """
-    result = _count(arch, input_shape, include_top, classes, data_format).macs
+    result = _count_checked(arch, input_shape, include_top, classes, data_format).macs
     if result is None:
         raise ValueError(f"Invalid value for argument `input_shape`: received {input_shape!r}; "
                          "counting multiply-adds needs a known height and width.")
@@ -91,7 +91,7 @@ def count(depth, *, preact=False, family=None, block=None, width=1, shortcut=Non
     """Trainable parameters and multiply-adds of ``ResNet(...)`` with these arguments.
 
     Takes exactly the arguments of :func:`keras_resnet.ResNet` and resolves them
-    the same way (family inference from the input size, ``weights="imagenet"``'s
+    the same way (the family from the depth tables, ``weights="imagenet"``'s
     layout, every argument check that needs no Keras), then counts from the
     architecture: nothing is built. ``pooling``, ``classifier_activation``,
     ``name`` and a weights file do not change the counts. ``data_format=None``
@@ -134,7 +134,8 @@ def count_wide(depth=28, width=10, dropout_rate=0.0, *, include_top=True, weight
     A.check_head(include_top, pooling, classes, name)
     shape = input_shape if input_tensor is None else tuple(input_tensor.shape[1:])
     data_format = _data_format(data_format, shape is not None)
-    arch = A.resolve_wide_resnet(depth, width, dropout_rate, weights=weights, **extras)
+    arch = A.resolve_wide_resnet(depth, width, dropout_rate, weights=weights, input_shape=shape,
+                                 data_format=data_format, **extras)
     return _count(arch, shape, include_top, classes, data_format)
 
 
@@ -153,10 +154,19 @@ def _out(size, kernel, stride):
     return None if size is None else (size + 2 * (kernel // 2) - kernel) // stride + 1
 
 
-def _count(arch, input_shape, include_top, classes, data_format):
-    """Walk the network as :func:`keras_resnet.models.build` lays it out, layer by layer."""
+def _count_checked(arch, input_shape, include_top, classes, data_format):
+    """:func:`_count` after checking the arguments that come with a resolved ``arch``."""
     A.check_head(include_top, None, classes)
-    input_shape = A.network_input_shape(arch, input_shape, data_format)
+    A.network_input_shape(arch, input_shape, data_format)
+    return _count(arch, input_shape, include_top, classes, data_format)
+
+
+def _count(arch, input_shape, include_top, classes, data_format):
+    """Walk the network as :func:`keras_resnet.models.build` lays it out, layer by layer.
+
+    The arguments are checked already (by the resolution, or :func:`_count_checked`).
+    """
+    input_shape = A.default_input_shape(arch, input_shape, data_format)
     if data_format == "channels_last":
         h, w, channels = input_shape
     else:

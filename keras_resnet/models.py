@@ -21,30 +21,49 @@ from keras_resnet.architecture import (  # noqa: F401
     EXTRAS, Architecture, default_name, resolve_architecture, resolve_family)
 
 
-def build(arch, **kwargs):
+def build(arch, *, include_top=True, input_tensor=None, input_shape=None, pooling=None,
+          classes=None, classifier_activation="softmax", name=None, data_format=None,
+          dtype=None):
     """Build the functional ``keras.Model`` of an :class:`Architecture`.
 
     Keyword arguments as :func:`ResNet`'s (``include_top``, ``input_tensor``,
     ``input_shape``, ``pooling``, ``classes``, ``classifier_activation``,
-    ``name``, ``data_format``, ``dtype``). The variables are created inside
+    ``name``, ``data_format``, ``dtype``), checked here: ``arch`` is already
+    resolved. The variables are created inside
     :func:`keras_resnet.layers.building_scope`, which keeps 1,000-layer
     networks fast to build under TensorFlow.
     """
+    data_format, policy = check_keras_arguments(include_top, pooling, classes, name,
+                                                classifier_activation, input_tensor,
+                                                data_format, dtype)
+    A.network_input_shape(arch, _shape_of(input_shape, input_tensor), data_format)
+    check_regularizer(arch.kernel_regularizer)
+    return _build(arch, include_top=include_top, input_tensor=input_tensor,
+                  input_shape=input_shape, pooling=pooling, classes=classes,
+                  classifier_activation=classifier_activation, name=name,
+                  data_format=data_format, policy=policy)
+
+
+def _shape_of(input_shape, input_tensor):
+    """The input shape without the batch axis: ``input_tensor``'s when given."""
+    return input_shape if input_tensor is None else tuple(input_tensor.shape[1:])
+
+
+def _build(arch, *, include_top, input_tensor, input_shape, pooling, classes,
+           classifier_activation, name, data_format, policy):
+    """The graph of ``arch`` for arguments already checked (nothing is checked here)."""
     with blocks.building_scope():
-        return _build(arch, **kwargs)
+        return _graph(arch, include_top=include_top, input_tensor=input_tensor,
+                      input_shape=input_shape, pooling=pooling, classes=classes,
+                      classifier_activation=classifier_activation, name=name,
+                      data_format=data_format, policy=policy)
 
 
-def _build(arch, *, include_top=True, input_tensor=None, input_shape=None, pooling=None,
-           classes=None, classifier_activation="softmax", name=None, data_format=None,
-           dtype=None):
-    data_format = blocks.resolve_data_format(data_format)
-    policy = check_dtype(dtype)
-    check_head(include_top, pooling, classes, name, classifier_activation, input_tensor)
+def _graph(arch, *, include_top, input_tensor, input_shape, pooling, classes,
+           classifier_activation, name, data_format, policy):
     if classes is None:
         classes = specs.DEFAULT_CLASSES[arch.family]
-    if input_tensor is not None:
-        input_shape = tuple(input_tensor.shape[1:])
-    input_shape = A.network_input_shape(arch, input_shape, data_format)
+    input_shape = A.default_input_shape(arch, _shape_of(input_shape, input_tensor), data_format)
     inputs = input_tensor if input_tensor is not None else keras.Input(input_shape, name="input")
 
     common = dict(data_format=data_format, bn_momentum=arch.bn_momentum,
@@ -97,6 +116,19 @@ def _build(arch, *, include_top=True, input_tensor=None, input_shape=None, pooli
     else:
         model_inputs = inputs
     return keras.Model(model_inputs, x, name=name)
+
+
+def check_keras_arguments(include_top=True, pooling=None, classes=None, name=None,
+                          classifier_activation="softmax", input_tensor=None, data_format=None,
+                          dtype=None):
+    """Check the builders' arguments that need Keras (and the head's); each once.
+
+    Returns the resolved ``(data_format, dtype policy)``. The others are checked
+    without Keras by :func:`keras_resnet.architecture.resolve_resnet`.
+    """
+    data_format = blocks.resolve_data_format(data_format)
+    check_head(include_top, pooling, classes, name, classifier_activation, input_tensor)
+    return data_format, check_dtype(dtype)
 
 
 def check_head(include_top=True, pooling=None, classes=None, name=None,
@@ -177,10 +209,11 @@ def ResNet(depth, *, preact=False, family=None, block=None, width=1, shortcut=No
     Args:
         depth: int. CIFAR: 6n+2 with basic blocks (20, 32, 44, 56, 110, 1202, ...)
             or 9n+2 with bottlenecks (164, 1001, ...). ImageNet: 18, 34, 50, 101,
-            152 or 200. A depth valid in both families resolves by ``family``,
-            else by input size (<= 64 px: CIFAR), else to ImageNet.
+            152 or 200. A depth of the ImageNet table builds the ImageNet
+            network whatever the input size (50, 101, 152 and 200 are also
+            CIFAR depths: ask for those with ``family="cifar"``).
         preact: bool, full pre-activation units (He et al. 2016).
-        family: ``"cifar"``, ``"imagenet"`` or None (inferred).
+        family: ``"cifar"``, ``"imagenet"`` or None (from the depth tables).
         block: ``"basic"``, ``"bottleneck"`` or None (from the depth table).
         width: positive number, widening factor k of every stage (bottlenecks
             widen their inner layers, as WRN-50-2 does).
@@ -216,21 +249,20 @@ def ResNet(depth, *, preact=False, family=None, block=None, width=1, shortcut=No
     >>> model.name, model.output_shape
     ('resnet20', (None, 10))
     """
-    data_format = blocks.resolve_data_format(data_format)
-    check_head(include_top, pooling, classes, name, classifier_activation, input_tensor)
-    check_dtype(dtype)
-    shape_for_family = input_shape if input_tensor is None else tuple(input_tensor.shape[1:])
+    data_format, policy = check_keras_arguments(include_top, pooling, classes, name,
+                                                classifier_activation, input_tensor,
+                                                data_format, dtype)
     arch = A.resolve_resnet(depth, preact=preact, family=family, block=block, width=width,
                             shortcut=shortcut, residual=residual, drop_path_rate=drop_path_rate,
                             weights=weights, include_top=include_top, classes=classes,
-                            input_shape=shape_for_family, data_format=data_format, **extras)
-    A.network_input_shape(arch, shape_for_family, data_format)
+                            input_shape=_shape_of(input_shape, input_tensor),
+                            data_format=data_format, **extras)
     check_regularizer(arch.kernel_regularizer)
-    model = build(arch, include_top=include_top, input_tensor=input_tensor,
-                  input_shape=input_shape, pooling=pooling, classes=classes,
-                  classifier_activation=classifier_activation,
-                  name=name or A.default_name(depth, arch), data_format=data_format,
-                  dtype=dtype)
+    model = _build(arch, include_top=include_top, input_tensor=input_tensor,
+                   input_shape=input_shape, pooling=pooling, classes=classes,
+                   classifier_activation=classifier_activation,
+                   name=name or A.default_name(depth, arch), data_format=data_format,
+                   policy=policy)
     if weights is not None:
         weights_lib.load(model, weights, depth=depth, preact=preact)
     return model
@@ -254,18 +286,18 @@ def WideResNet(depth=28, width=10, dropout_rate=0.0, *, include_top=True, weight
     >>> model.name
     'wrn_16_2'
     """
-    data_format = blocks.resolve_data_format(data_format)
-    check_head(include_top, pooling, classes, name, classifier_activation, input_tensor)
-    check_dtype(dtype)
-    arch = A.resolve_wide_resnet(depth, width, dropout_rate, weights=weights, **extras)
-    A.network_input_shape(arch, input_shape if input_tensor is None
-                          else tuple(input_tensor.shape[1:]), data_format)
+    data_format, policy = check_keras_arguments(include_top, pooling, classes, name,
+                                                classifier_activation, input_tensor,
+                                                data_format, dtype)
+    arch = A.resolve_wide_resnet(depth, width, dropout_rate, weights=weights,
+                                 input_shape=_shape_of(input_shape, input_tensor),
+                                 data_format=data_format, **extras)
     check_regularizer(arch.kernel_regularizer)
-    model = build(arch, include_top=include_top, input_tensor=input_tensor,
-                  input_shape=input_shape, pooling=pooling, classes=classes,
-                  classifier_activation=classifier_activation,
-                  name=name or A.wide_name(depth, width), data_format=data_format,
-                  dtype=dtype)
+    model = _build(arch, include_top=include_top, input_tensor=input_tensor,
+                   input_shape=input_shape, pooling=pooling, classes=classes,
+                   classifier_activation=classifier_activation,
+                   name=name or A.wide_name(depth, width), data_format=data_format,
+                   policy=policy)
     if weights is not None:
         weights_lib.load(model, weights)
     return model

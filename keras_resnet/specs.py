@@ -33,8 +33,6 @@ DEFAULT_CLASSES = {"cifar": 10, "imagenet": 1000}
 REDUCTION = {"cifar": 4, "imagenet": 32}
 # The smallest spatial input each family accepts (every stage keeps >= 1 pixel).
 MIN_INPUT_SIZE = {"cifar": 4, "imagenet": 32}
-# Inputs this small or smaller are CIFAR-like when the family must be inferred.
-CIFAR_MAX_INPUT_SIZE = 64
 
 # ImageNet: depth -> (block, blocks per stage). He et al. 2015 Table 1;
 # depth 200 from He et al. 2016 ("Identity Mappings").

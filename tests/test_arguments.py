@@ -156,7 +156,7 @@ def test_errors_come_before_anything_is_built(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("built before checking")
 
-    monkeypatch.setattr(models, "build", refuse)
+    monkeypatch.setattr(models, "_build", refuse)   # what ResNet and WideResNet build with
     for argument, value, allowed, others in RESNET_CASES:
         with pytest.raises((ValueError, TypeError)):
             keras_resnet.ResNet(**{"depth": 20, **others, argument: value})
@@ -164,6 +164,48 @@ def test_errors_come_before_anything_is_built(monkeypatch):
         if allowed is not None:
             with pytest.raises((ValueError, TypeError)):
                 keras_resnet.WideResNet(**{"depth": 16, "width": 2, **others, argument: value})
+
+
+def test_each_argument_is_checked_once(monkeypatch):
+    """One check per argument on each builder's path (the resolution, then the Keras ones)."""
+    calls = []
+
+    def counted(module, name):
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    for name in ("check_input_shape", "check_head", "check_weights_argument", "check_width",
+                 "resolve_family", "resolve_ordering", "check_depth_type"):
+        counted(architecture, name)
+    for name in ("check_dtype", "check_regularizer", "check_head"):
+        counted(models, name)
+    keras_resnet.ResNet(20, input_shape=(16, 16, 3), kernel_regularizer="l2")
+    assert sorted(calls) == sorted([
+        "check_input_shape", "check_head", "check_head", "check_weights_argument",
+        "check_width", "resolve_family", "resolve_ordering", "check_depth_type",
+        "check_dtype", "check_regularizer"]), calls   # models.check_head calls architecture's
+    calls.clear()
+    keras_resnet.WideResNet(10, 2, input_shape=(16, 16, 3))
+    assert sorted(calls) == sorted([
+        "check_input_shape", "check_head", "check_head", "check_weights_argument",
+        "check_width", "resolve_ordering", "check_depth_type", "check_dtype",
+        "check_regularizer"]), calls
+
+
+def test_build_checks_what_it_is_given():
+    arch = architecture.resolve_resnet(20)
+    with pytest.raises(ValueError, match="`pooling`"):
+        models.build(arch, include_top=False, pooling="min")
+    with pytest.raises(ValueError, match="`input_shape`.*at least 4x4"):
+        models.build(arch, input_shape=(2, 2, 3))
+    with pytest.raises(ValueError, match="`dtype`"):
+        models.build(arch, dtype="float24")
+    assert models.build(arch, input_shape=(8, 8, 3)).output_shape == (None, 10)
 
 
 @pytest.mark.parametrize("argument, value", [

@@ -52,7 +52,8 @@ VARIANTS = [
     dict(depth=18, input_shape=(32, 48, 1), classes=7),
     dict(depth=18, shortcut="A"),
     dict(depth=34, family="imagenet", input_shape=(64, 64, 3)),
-    dict(depth=50, input_shape=(64, 64, 3)),            # resolves to the CIFAR 6n+2 net
+    dict(depth=50, input_shape=(64, 64, 3)),            # ImageNet ResNet-50 at any size
+    dict(depth=50, input_shape=(64, 64, 3), family="cifar"),     # the CIFAR 6n+2 net
     dict(depth=20, input_shape=(40, 36, 3), classes=3, stem_bias=True),
     dict(depth=20, input_shape=(33, 33, 3), downsample_at="last"),             # odd sizes
     dict(depth=29, block="bottleneck", input_shape=(17, 17, 5), include_top=False),

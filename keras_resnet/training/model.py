@@ -34,12 +34,10 @@ def builder_kwargs(config, plan, input_shape, num_classes):
 
 def check_builder_kwargs(kwargs):
     """Resolve the builder's arguments without building anything; a bad one is a ConfigError."""
-    from keras_resnet import models
+    from keras_resnet import architecture
 
-    arch_kwargs = {k: v for k, v in kwargs.items()
-                   if k not in ("classes", "input_shape", "name")}
-    try:
-        models.resolve_architecture(input_shape=kwargs.get("input_shape"), **arch_kwargs)
+    try:  # every check of the builder's arguments that needs no Keras
+        architecture.resolve_resnet(**{k: v for k, v in kwargs.items() if k != "name"})
     except (ValueError, TypeError) as e:
         raise ConfigError(str(e)) from None
 
