@@ -9,7 +9,9 @@ Modules, each one concern:
 * ``checkpoints``: checkpoints keyed by variable path, written atomically;
 * ``rundir``: the run directory (config.json, log.csv, metrics.json);
 * ``progress``: the one progress display;
-* ``engine_tf`` / ``engine_jax``: the steps and the distribution per backend;
+* ``engine``: the engine interface, and the loss, L2 penalty, accuracy and
+  evaluation sums both engines compute (``keras.ops``);
+* ``engine_tf`` / ``engine_jax``: compiling, distributing and feeding per backend;
 * ``trainer``: the loop, as a few named steps;
 * ``environment``: the backend's environment, and importing it quietly;
 * ``report``: the run's last lines (what was written where, what to run next).
@@ -37,7 +39,7 @@ _LAZY = {
     "Trainer": "trainer", "train": "trainer", "load_data": "trainer", "make_engine": "trainer",
     "build_model": "model", "builder_kwargs": "model", "make_optimizer": "model",
     "make_schedule": "schedules", "WarmupSchedule": "schedules",
-    "CheckpointMismatch": "checkpoints", "make_strategy": "engine_tf",
+    "CheckpointMismatch": "checkpoints", "make_strategy": "engine_tf", "Engine": "engine",
 }
 
 __all__ = ["ConfigError", "RunDirError", "TrainConfig", "TrainingDiverged", "resolve_config",
