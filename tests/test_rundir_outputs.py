@@ -130,3 +130,24 @@ def test_default_experiment_folder_carries_the_settings():
     table = out("identity_mappings", "--table", "units", "--dataset", "digits", "--epochs", "2")
     assert table != out("identity_mappings", "--table", "units", "--dataset", "digits",
                         "--epochs", "3")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_the_library_sweeps_check_their_folders_before_training(tmp_path, monkeypatch):
+    """run_search and run_experiment, called from Python: the same one-line refusal."""
+    pytest.importorskip("keras_tuner")
+    from keras_resnet.experiments import Configuration, run_experiment
+    from keras_resnet.tuning.config import SearchConfig
+    from keras_resnet.tuning.search import run_search
+
+    monkeypatch.chdir(tmp_path)
+    train = TrainConfig(dataset="digits", epochs=1, batch_size=128)
+    with pytest.raises(ConfigError, match=r"^--dir /proc/x cannot be created or written"):
+        run_search(SearchConfig(train, directory="/proc/x", depths=[8], widths=[1]))
+    with pytest.raises(ConfigError, match=r"^--export /proc/x cannot be created or written"):
+        run_search(SearchConfig(TrainConfig(dataset="digits", export="/proc/x"), directory="s",
+                                depths=[8], widths=[1], final_epochs=1))
+    with pytest.raises(ConfigError, match=r"^--out /proc/x cannot be created or written"):
+        run_experiment([Configuration("resnet-8", {"depth": 8})], train, "/proc/x",
+                       verbose=False)
+    assert os.listdir(tmp_path) == []
