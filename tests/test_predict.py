@@ -30,7 +30,6 @@ from keras_resnet import preprocessing as prep  # noqa: E402
 from keras_resnet import serving as ex  # noqa: E402
 from keras_resnet.serving import cli  # noqa: E402
 from keras_resnet.serving import predict as pr  # noqa: E402
-from keras_resnet.serving import preprocessing as serving_prep  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = [str(i) for i in range(10)]
@@ -139,7 +138,16 @@ def test_every_model_kind_classifies_like_keras(trained, images, which):
     # A 24x24 grayscale file: converted to RGB and resized as the metadata says.
     gray = pr.read_image(images["gray"])
     assert gray.shape == (24, 24, 3) and (gray[..., 0] == gray[..., 2]).all()
-    resized = serving_prep.preprocess(gray[None], trained["spec"])
+    # Reference: TensorFlow's own bilinear resize (half-pixel centres, no antialiasing)
+    # and the spec's normalisation by hand, not the predictor's preprocessing.
+    import tensorflow as tf
+
+    spec = trained["spec"]
+    assert spec["resize"] == "stretch"
+    pixels = tf.image.resize(gray[None].astype(np.float32), spec["input_size"],
+                             method="bilinear", antialias=False).numpy()
+    resized = (pixels * np.float32(spec["scale"]) - np.asarray(spec["mean"], np.float32)) \
+        / np.asarray(spec["std"], np.float32)
     ref = trained["model"].predict(resized, verbose=0)[0]
     tol = 1e-2 if which == "tflite" else 1e-5   # TFLite gets the resized pixels as uint8
     np.testing.assert_allclose(predictor.probabilities(gray), ref, atol=tol, rtol=0)
