@@ -126,7 +126,6 @@ def test_layer_switch_keeps_keras_results_and_moving_statistics():
     keras.layers.BatchNormalization with the same weights; inference as well."""
     import jax
 
-    from keras_resnet import normalization_jax as nj
     from keras_resnet.normalization import BatchNorm
 
     x, gamma, beta, dy, _ = _data(seed=1)

@@ -78,12 +78,23 @@ def _assert_same(model, a, b):
 
 
 # Basic blocks at depth 20 (3 per stage) and bottlenecks at 29 (3 per stage): every
-# stage has a run of identical blocks.
-@pytest.mark.parametrize("block,depth", [("basic", 20), ("bottleneck", 29)])
-@pytest.mark.parametrize("ordering", ["post", "bn_after_add", "relu_before_add",
-                                      "relu_preact", "full_preact"])
-def test_every_unit_ordering_scans_to_the_unrolled_step(block, depth, ordering):
-    drop = 0.2 if ordering in ("post", "full_preact") else 0.0
+# stage has a run of identical blocks. The default suite covers every ordering, both
+# block kinds, post- and pre-activation, with and without stochastic depth; the
+# rest of the product runs in the slow suite.
+FAST_ORDERINGS = {("basic", "post", 0.2), ("bottleneck", "bn_after_add", 0.0),
+                  ("basic", "relu_before_add", 0.0), ("bottleneck", "relu_preact", 0.2),
+                  ("basic", "full_preact", 0.0), ("bottleneck", "full_preact", 0.2)}
+ORDERING_CASES = [
+    pytest.param(block, ordering, drop,
+                 marks=() if (block, ordering, drop) in FAST_ORDERINGS else pytest.mark.slow)
+    for block in ("basic", "bottleneck")
+    for ordering in ("post", "bn_after_add", "relu_before_add", "relu_preact", "full_preact")
+    for drop in (0.0, 0.2)]
+
+
+@pytest.mark.parametrize("block,ordering,drop", ORDERING_CASES)
+def test_every_unit_ordering_scans_to_the_unrolled_step(block, ordering, drop):
+    depth = 20 if block == "basic" else 29
     model = _model(depth, block, ordering=ordering, drop_path_rate=drop,
                    shortcut="B" if block == "basic" else None)
     layout, a, b = _one_step_both_ways(model)
@@ -93,8 +104,15 @@ def test_every_unit_ordering_scans_to_the_unrolled_step(block, depth, ordering):
     _assert_same(model, a, b)
 
 
-@pytest.mark.parametrize("skip", ["scaling", "exclusive_gating", "shortcut_gating", "dropout"])
-@pytest.mark.parametrize("drop", [0.0, 0.3])
+FAST_SKIPS = {("scaling", 0.3), ("exclusive_gating", 0.0), ("shortcut_gating", 0.3),
+              ("dropout", 0.0)}
+SKIP_CASES = [pytest.param(skip, drop, marks=() if (skip, drop) in FAST_SKIPS
+                           else pytest.mark.slow)
+              for skip in ("scaling", "exclusive_gating", "shortcut_gating", "dropout")
+              for drop in (0.0, 0.3)]
+
+
+@pytest.mark.parametrize("skip,drop", SKIP_CASES)
 def test_every_skip_function_scans_to_the_unrolled_step(skip, drop):
     model = _model(20, "basic", skip=skip, drop_path_rate=drop, shortcut="B")
     layout, a, b = _one_step_both_ways(model)

@@ -164,7 +164,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m keras_resnet.bench.compile_memory",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--depths", default="110,164,1001,1202", help="comma-separated CIFAR depths")
-    p.add_argument("--modes", default="scan,scan-remat", help=f"comma-separated: {', '.join(MODES)}")
+    p.add_argument("--modes", default="scan,scan-remat",
+                   help=f"comma-separated: {', '.join(MODES)}")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--post-activation", action="store_true",
                    help="post-activation nets (default: pre-activation)")

@@ -121,7 +121,8 @@ def _install(wheels, site):
 
 def _keras_importable(env):
     probe = "import keras, jax"
-    return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True).returncode == 0
+    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True)
+    return proc.returncode == 0
 
 
 def _run_case(name, kind, kwargs, limit, env):
@@ -165,7 +166,8 @@ def main(argv=None):
     p.add_argument("--wheels", default="wheels", help="folder of make wheels (default: wheels)")
     p.add_argument("--site", default="/tmp/keras_resnet_site",
                    help="where the wheels are installed (default: /tmp/keras_resnet_site)")
-    p.add_argument("--out", default="gpu_check.json", help="the JSON file (default: gpu_check.json)")
+    p.add_argument("--out", default="gpu_check.json",
+                   help="the JSON file (default: gpu_check.json)")
     p.add_argument("--budget", type=float, default=None,
                    help="total seconds for the cases (default: 480; --dry-run: 3600)")
     p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset")
