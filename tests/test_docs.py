@@ -59,6 +59,15 @@ NOT_RUN = {
 
 # (file, first line of the block) -> code run first: the reader's own objects.
 PREAMBLE = {
+    ("docs/deploy.md", "from keras_resnet import serving"): (
+        "import keras, numpy as np, keras_resnet\n"
+        "from keras_resnet import preprocessing\n"
+        "raw_uint8_images = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3), np.uint8)\n"
+        "images = uint8_batch = uint8_batch_at_input_size = raw_uint8_images[:4]\n"
+        "image = raw_uint8_images[0]\n"
+        "spec = preprocessing.make_spec((8, 8), (0.5,) * 3, (0.25,) * 3)\n"
+        "names = [str(i) for i in range(10)]\n"
+        "model = keras_resnet.ResNet(8, input_shape=(8, 8, 3), classes=10)\n"),
     ("docs/analyses.md", "import keras_resnet"): (
         "import keras_resnet\n"
         "keras_resnet.ResNet(depth=14, input_shape=(8, 8, 3), classes=10).save('m.keras')\n"),
