@@ -15,11 +15,11 @@ imported: by any builder, by ``import keras_resnet.layers``, or by
 import sys
 
 __version__ = "0.1.0"
-__all__ = ["ResNet", "WideResNet", "flops", "from_keras_applications", "layers", "specs",
-           "__version__"]
+__all__ = ["ResNet", "WideResNet", "features", "flops", "freeze", "from_keras_applications",
+           "layers", "specs", "__version__"]
 
-_SUBMODULES = ("architecture", "convert", "counting", "layers", "models", "specs",
-               "weights", "zoo")
+_SUBMODULES = ("architecture", "backbone", "blocks", "building", "convert", "counting", "layers",
+               "models", "normalization", "replicas", "specs", "stem", "weights", "zoo")
 
 
 def __getattr__(name):
@@ -28,6 +28,10 @@ def __getattr__(name):
         from keras_resnet import models
 
         value = getattr(models, name)
+    elif name in ("features", "freeze"):
+        from keras_resnet import backbone
+
+        value = getattr(backbone, name)
     elif name == "flops":
         from keras_resnet.counting import flops as value
     elif name == "from_keras_applications":

@@ -72,6 +72,8 @@ UNIT_ORDERINGS = {
 }
 PREACT_ORDERINGS = tuple(o for o, unit in UNIT_ORDERINGS.items() if unit.preactivation)
 
+# What ResNet / WideResNet return: the network, or its features by pyramid level.
+OUTPUTS = (None, "features")
 # Extras accepted by ResNet / WideResNet beyond the builder's named arguments.
 EXTRAS = ("stride_at", "downsample_at", "ordering", "skip", "gate_bias", "zero_init",
           "dropout_rate", "stem_bias", "kernel_regularizer", "bn_momentum", "bn_epsilon",
@@ -156,10 +158,15 @@ def check_seed(seed):
     return seed
 
 
-def check_head(include_top=True, pooling=None, classes=None, name=None):
-    """Check the keras.applications-style head arguments that need no Keras."""
+def check_head(include_top=True, pooling=None, classes=None, name=None, outputs=None):
+    """Check the keras.applications-style head arguments (and ``outputs``) that need no Keras."""
     check_bool("include_top", include_top)
     check_choice("pooling", pooling, specs.POOLINGS)
+    check_choice("outputs", outputs, OUTPUTS)
+    if outputs == "features" and (include_top or pooling is not None):
+        raise ValueError(f"Invalid value for argument `outputs`: received {outputs!r} with "
+                         f"include_top={include_top!r}, pooling={pooling!r}; the features "
+                         "are the stage outputs: pass include_top=False and pooling=None.")
     if classes is not None and (isinstance(classes, bool) or not isinstance(classes, int)
                                 or classes < 1):
         raise ValueError(f"Invalid value for argument `classes`: received {classes!r}; "

@@ -87,14 +87,16 @@ def macs(arch, input_shape=None, *, include_top=True, classes=None,
 def count(depth, *, preact=False, family=None, block=None, width=1, shortcut=None,
           residual=True, drop_path_rate=0.0, include_top=True, weights=None,
           input_tensor=None, input_shape=None, pooling=None, classes=None,
-          classifier_activation="softmax", name=None, data_format=None, **extras):
+          classifier_activation="softmax", name=None, data_format=None, dtype=None,
+          outputs=None, **extras):
     """Trainable parameters and multiply-adds of ``ResNet(...)`` with these arguments.
 
     Takes exactly the arguments of :func:`keras_resnet.ResNet` and resolves them
     the same way (the family from the depth tables, ``weights="imagenet"``'s
     layout, every argument check that needs no Keras), then counts from the
     architecture: nothing is built. ``pooling``, ``classifier_activation``,
-    ``name`` and a weights file do not change the counts. ``data_format=None``
+    ``name``, ``outputs``, ``dtype`` (not checked here: that needs Keras) and a
+    weights file do not change the counts. ``data_format=None``
     means Keras's configured ``image_data_format()``, looked up (importing Keras)
     only when an input shape or tensor is given.
 
@@ -108,7 +110,7 @@ def count(depth, *, preact=False, family=None, block=None, width=1, shortcut=Non
     >>> counting.count(depth=56, preact=True, width=2)
     Counts(params=3396698, macs=495895808)
     """
-    A.check_head(include_top, pooling, classes, name)
+    A.check_head(include_top, pooling, classes, name, outputs)
     shape = input_shape if input_tensor is None else tuple(input_tensor.shape[1:])
     data_format = _data_format(data_format, shape is not None)
     arch = A.resolve_resnet(depth, preact=preact, family=family, block=block, width=width,
@@ -120,7 +122,8 @@ def count(depth, *, preact=False, family=None, block=None, width=1, shortcut=Non
 
 def count_wide(depth=28, width=10, dropout_rate=0.0, *, include_top=True, weights=None,
                input_tensor=None, input_shape=None, pooling=None, classes=None,
-               classifier_activation="softmax", name=None, data_format=None, **extras):
+               classifier_activation="softmax", name=None, data_format=None, dtype=None,
+               outputs=None, **extras):
     """Trainable parameters and multiply-adds of ``WideResNet(...)`` with these arguments.
 
     As :func:`count`, for :func:`keras_resnet.WideResNet`'s arguments.
@@ -131,7 +134,7 @@ def count_wide(depth=28, width=10, dropout_rate=0.0, *, include_top=True, weight
     >>> counting.count_wide(depth=28, width=10)
     Counts(params=36479194, macs=5243328768)
     """
-    A.check_head(include_top, pooling, classes, name)
+    A.check_head(include_top, pooling, classes, name, outputs)
     shape = input_shape if input_tensor is None else tuple(input_tensor.shape[1:])
     data_format = _data_format(data_format, shape is not None)
     arch = A.resolve_wide_resnet(depth, width, dropout_rate, weights=weights, input_shape=shape,

@@ -120,21 +120,22 @@ def _graph(arch, *, include_top, input_tensor, input_shape, pooling, classes,
 
 def check_keras_arguments(include_top=True, pooling=None, classes=None, name=None,
                           classifier_activation="softmax", input_tensor=None, data_format=None,
-                          dtype=None):
+                          dtype=None, outputs=None):
     """Check the builders' arguments that need Keras (and the head's); each once.
 
     Returns the resolved ``(data_format, dtype policy)``. The others are checked
     without Keras by :func:`keras_resnet.architecture.resolve_resnet`.
     """
     data_format = blocks.resolve_data_format(data_format)
-    check_head(include_top, pooling, classes, name, classifier_activation, input_tensor)
+    check_head(include_top, pooling, classes, name, classifier_activation, input_tensor,
+               outputs)
     return data_format, check_dtype(dtype)
 
 
 def check_head(include_top=True, pooling=None, classes=None, name=None,
-               classifier_activation="softmax", input_tensor=None):
+               classifier_activation="softmax", input_tensor=None, outputs=None):
     """Check the keras.applications-style head and input arguments, naming each."""
-    A.check_head(include_top, pooling, classes, name)
+    A.check_head(include_top, pooling, classes, name, outputs)
     if classifier_activation is not None:
         try:
             keras.activations.get(classifier_activation)
@@ -203,7 +204,7 @@ def ResNet(depth, *, preact=False, family=None, block=None, width=1, shortcut=No
            residual=True, drop_path_rate=0.0, include_top=True, weights=None,
            input_tensor=None, input_shape=None, pooling=None, classes=None,
            classifier_activation="softmax", name=None, data_format=None, dtype=None,
-           **extras):
+           outputs=None, **extras):
     """Build a ResNet of the literature as a plain ``keras.Model``.
 
     Args:
@@ -230,6 +231,11 @@ def ResNet(depth, *, preact=False, family=None, block=None, width=1, shortcut=No
             (``"mixed_float16"``, ``"mixed_bfloat16"``, ``"float32"``, ...) or a
             ``keras.DTypePolicy``, passed to every layer; under a mixed policy
             the classifier (``avg_pool``, ``predictions``) stays float32.
+        outputs: None (the network's usual output) or ``"features"``
+            (``include_top=False``, no ``pooling``): a model whose output is the
+            dict of stage outputs by pyramid level, ``"P2"`` .. ``"P5"`` for
+            ImageNet nets, ``"P0"`` .. ``"P2"`` for CIFAR nets (level l has
+            stride 2**l); see :mod:`keras_resnet.backbone`.
         **extras: ``stride_at`` (bottleneck stride on the ``"1x1"`` (v1, default)
             or ``"3x3"`` (v1.5) convolution), ``downsample_at`` (``"first"``
             block of a stage (default) or ``"last"`` block of the previous
@@ -251,7 +257,7 @@ def ResNet(depth, *, preact=False, family=None, block=None, width=1, shortcut=No
     """
     data_format, policy = check_keras_arguments(include_top, pooling, classes, name,
                                                 classifier_activation, input_tensor,
-                                                data_format, dtype)
+                                                data_format, dtype, outputs)
     arch = A.resolve_resnet(depth, preact=preact, family=family, block=block, width=width,
                             shortcut=shortcut, residual=residual, drop_path_rate=drop_path_rate,
                             weights=weights, include_top=include_top, classes=classes,
@@ -265,13 +271,13 @@ def ResNet(depth, *, preact=False, family=None, block=None, width=1, shortcut=No
                    policy=policy)
     if weights is not None:
         weights_lib.load(model, weights, depth=depth, preact=preact)
-    return model
+    return _outputs(model, outputs)
 
 
 def WideResNet(depth=28, width=10, dropout_rate=0.0, *, include_top=True, weights=None,
                input_tensor=None, input_shape=None, pooling=None, classes=None,
                classifier_activation="softmax", name=None, data_format=None, dtype=None,
-               **extras):
+               outputs=None, **extras):
     """Build WRN-d-k (Zagoruyko & Komodakis 2016) as a plain ``keras.Model``.
 
     Pre-activation basic blocks, ``n = (depth - 4) / 6`` blocks per stage,
@@ -288,7 +294,7 @@ def WideResNet(depth=28, width=10, dropout_rate=0.0, *, include_top=True, weight
     """
     data_format, policy = check_keras_arguments(include_top, pooling, classes, name,
                                                 classifier_activation, input_tensor,
-                                                data_format, dtype)
+                                                data_format, dtype, outputs)
     arch = A.resolve_wide_resnet(depth, width, dropout_rate, weights=weights,
                                  input_shape=_shape_of(input_shape, input_tensor),
                                  data_format=data_format, **extras)
@@ -300,4 +306,13 @@ def WideResNet(depth=28, width=10, dropout_rate=0.0, *, include_top=True, weight
                    policy=policy)
     if weights is not None:
         weights_lib.load(model, weights)
+    return _outputs(model, outputs)
+
+
+def _outputs(model, outputs):
+    """``model``, or its multi-scale features model for ``outputs="features"``."""
+    if outputs == "features":
+        from keras_resnet.backbone import features
+
+        return features(model)
     return model

@@ -52,6 +52,8 @@ RESNET_CASES = [
     ("data_format", "NHWC", ["'channels_last'", "'channels_first'"], {}),
     ("dtype", "float24", ["'mixed_float16'", "keras.DTypePolicy"], {}),
     ("dtype", 16, ["'mixed_float16'", "keras.DTypePolicy"], {}),
+    ("outputs", "maps", ["None, 'features'"], dict(include_top=False)),
+    ("outputs", "features", ["include_top=False"], {}),
     ("stride_at", "5x5", ["'1x1', '3x3'"], dict(depth=50)),
     ("stride_at", "3x3", ["bottleneck blocks only"], {}),
     ("downsample_at", "middle", ["'first', 'last'"], {}),
@@ -91,6 +93,7 @@ WIDE_CASES = [
     ("name", "a/b", ["without '/'"], {}),
     ("data_format", "channels_middle", ["'channels_last'"], {}),
     ("dtype", "mixed_int4", ["'mixed_bfloat16'"], {}),
+    ("outputs", "features", ["pooling=None"], dict(include_top=False, pooling="avg")),
     ("skip", "leap", ["'identity'"], {}),
     ("gate_bias", None, None, {}),   # None means the default: accepted
     ("stem_bias", "no", ["True or False"], {}),
