@@ -9,6 +9,8 @@ import pytest
 from keras_resnet.cli import analyze as cli
 
 pytest.importorskip("tensorflow")
+# The tests share one trained model: one xdist worker trains it once.
+pytestmark = pytest.mark.xdist_group("analysis_folder_model")
 COUNTS = {"ant": 12, "bee": 16, "cow": 12}   # 40 images; 25% held out of each: 3 + 4 + 3
 
 
