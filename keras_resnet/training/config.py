@@ -370,7 +370,8 @@ def preflight(config):
         raise ConfigError(str(e)) from None
     if c.data_dir is not None and not os.path.isdir(c.data_dir):
         raise ConfigError(f"--data-dir {c.data_dir} is not an existing folder; expected "
-                          "DIR/train/<class>/ and DIR/val/<class>/ image folders.")
+                          "DIR/train/<class>/ and DIR/val/<class>/ image folders, or class "
+                          "folders alone (see --val-split).")
     size = (c.synthetic_examples or 1024) if c.dataset == "synthetic" \
         else TRAIN_SIZES.get(c.dataset)
     if size is not None and c.batch_size > size:
