@@ -43,8 +43,9 @@ class FinetuneConfig:
     weights: str = setting(
         help="pretrained weights: 'imagenet' (keras.applications' ResNet50/101/152, "
              "downloaded once by Keras) or a file: a keras.applications .h5, a "
-             "torchvision/timm .pth or .safetensors state dict, or our .weights.h5 of a "
-             "headless model (include_top=False)")
+             "torchvision/timm .pth or .safetensors state dict, our .weights.h5 of a "
+             "headless model (include_top=False), or a trained model's .keras file (an "
+             "export's model.keras: every layer but its classifier)")
     head_epochs: int = setting(3, help="stage 1: epochs training the new classifier on the "
                                         "frozen backbone")
     stage2_lr: float = setting(0.1, help="stage 2's learning rate as a fraction of --lr")

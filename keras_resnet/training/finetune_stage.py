@@ -54,21 +54,29 @@ def load_pretrained(model, builder, weights, mode):
     """Copy ``weights`` into every layer of ``model`` but its classifier.
 
     The weights load (and convert) into a headless twin built with the same
-    arguments; each of its layers is copied into ``model`` by name. With
+    arguments (a ``.keras`` file is loaded as it is); each of its layers but
+    ``predictions`` is copied into ``model`` by name. With
     ``mode == "caffe"`` the stem kernel's input channels are then reversed
     (BGR weights reading RGB input: the same function).
     """
     import keras_resnet
 
     try:
-        twin = keras_resnet.ResNet(include_top=False, weights=weights, **arch_kwargs(builder))
+        if str(weights).endswith(".keras"):   # a trained model (e.g. an export's model.keras)
+            twin = keras.saving.load_model(weights, compile=False)
+        else:
+            twin = keras_resnet.ResNet(include_top=False, weights=weights, **arch_kwargs(builder))
     except OSError as e:   # "imagenet" offline: the message names the file and --weights PATH
         raise ConfigError(str(e)) from None
     except ValueError as e:
         raise ConfigError(f"--weights {weights}: {e}") from None
     for layer in twin.layers:
-        if layer.weights:
-            model.get_layer(layer.name).set_weights(layer.get_weights())
+        if layer.weights and layer.name != "predictions":
+            try:
+                model.get_layer(layer.name).set_weights(layer.get_weights())
+            except ValueError as e:
+                raise ConfigError(f"--weights {weights}: its layer {layer.name!r} does not fit "
+                                  f"the network to fine-tune ({e})".splitlines()[0]) from None
     if weights_lib.PREPROCESSING[mode]["color"] == "BGR":
         conv = model.get_layer("stem").conv
         conv.kernel.assign(keras.ops.flip(conv.kernel, axis=2))
