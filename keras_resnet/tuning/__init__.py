@@ -18,8 +18,10 @@ Modules:
 
 * ``space``: the search space and its checks, counting and budgets (no Keras);
 * ``hypermodel``: :class:`ResNetHyperModel` and :class:`OverBudget`;
-* ``oracles``: :func:`budgeted`, in-budget trial accounting for any tuner;
-* ``search``: the recipe's search, each trial through ``keras_resnet.training``;
+* ``oracles``: :func:`budgeted`, in-budget trial accounting for any tuner (and
+  ``SearchFailed`` when no trial completed);
+* ``trial``: :class:`SearchTuner`, whose trials are jobs of ``keras_resnet.runs.Sweep``;
+* ``search``: the recipe's search (:func:`run_search`), the results and the retraining;
 * ``results``: results.csv, the Pareto front, results.png, the ranked table.
 
 The command line of ``recipes/tune.py`` is :mod:`keras_resnet.cli.tune`.
@@ -36,7 +38,7 @@ from keras_resnet.tuning.space import (BLOCK, DEFAULT_MAX_CIFAR_DEPTH, DEPTH, FA
 _LAZY = {
     "ResNetHyperModel": "hypermodel", "OverBudget": "hypermodel",
     "budgeted": "oracles",
-    "SearchConfig": "config", "run_search": "search", "SearchTuner": "search",
+    "SearchConfig": "config", "run_search": "search", "SearchTuner": "trial",
     "read_results": "results", "pareto_front": "results",
 }
 
