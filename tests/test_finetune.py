@@ -218,3 +218,22 @@ def test_recipe_exports_class_names_and_the_weights_preprocessing(setup, capsys)
     capsys.readouterr()
     assert predict_main([str(export), str(images / "val" / "dog" / "0.png")]) == 0
     assert any(name in capsys.readouterr().out for name in CLASSES)
+
+
+def test_a_trained_keras_model_gives_every_layer_but_its_classifier(tmp_path):
+    from keras_resnet.training.finetune_stage import load_pretrained
+
+    trained = keras_resnet.ResNet(depth=18, family="imagenet", input_shape=(SIZE, SIZE, 3),
+                                  classes=10, seed=3)
+    path = str(tmp_path / "model.keras")
+    trained.save(path)
+    builder = {"depth": 18, "family": "imagenet", "input_shape": (SIZE, SIZE, 3),
+               "classes": len(CLASSES)}
+    model = keras_resnet.ResNet(**builder)
+    load_pretrained(model, builder, path, "torch")
+    expected = variables(trained)
+    got = variables(model)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+    assert model.get_layer("predictions").units == len(CLASSES)
