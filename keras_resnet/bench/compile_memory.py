@@ -54,8 +54,12 @@ def _cpu():
 
 
 def measure(depth, *, mode="scan", batch_size=16, preact=True, precision="float32",
-            image_size=32, block=None):
-    """One measurement in this process; returns a dict (see the module docstring)."""
+            image_size=32, block=None, steps=2):
+    """One measurement in this process; returns a dict (see the module docstring).
+
+    ``steps`` (0, 1 or 2) steps run with the compiled program; a step's time is None
+    when it does not run (0: compile time and XLA's memory accounting only).
+    """
     import jax
     import keras
     import numpy as np
@@ -103,12 +107,13 @@ def measure(depth, *, mode="scan", batch_size=16, preact=True, precision="float3
     compiled = lowered.compile()
     c2, t2 = _cpu(), time.perf_counter()
     analysis = compiled.memory_analysis()
-    steps, step_cpu = [], []
-    for _ in range(2):
+    seconds, step_cpu = [], []
+    loss = None
+    for _ in range(max(0, min(int(steps), 2))):
         c, t = _cpu(), time.perf_counter()
         state, sums = compiled(state, batches)
         loss = float(np.asarray(sums)[0])
-        steps.append(time.perf_counter() - t)
+        seconds.append(time.perf_counter() - t)
         step_cpu.append(_cpu() - c)
     temp = getattr(analysis, "temp_size_in_bytes", None) if analysis is not None else None
     args = getattr(analysis, "argument_size_in_bytes", None) if analysis is not None else None
@@ -119,7 +124,8 @@ def measure(depth, *, mode="scan", batch_size=16, preact=True, precision="float3
             "build_seconds": build, "lower_seconds": t1 - t0, "compile_seconds": t2 - t1,
             "lower_and_compile_cpu_seconds": c2 - c0, "step_cpu_seconds": step_cpu,
             "xla_temp_bytes": temp, "xla_argument_bytes": args,
-            "first_step_seconds": steps[0], "second_step_seconds": steps[1], "loss": loss,
+            "first_step_seconds": seconds[0] if seconds else None,
+            "second_step_seconds": seconds[1] if len(seconds) > 1 else None, "loss": loss,
             "xla_flags": os.environ.get("XLA_FLAGS", ""), **peak_memory()}
 
 
@@ -149,9 +155,11 @@ def row_text(r):
         return f"{r['depth']:>5} {r['mode']:<17} {r['error']}"
     gib = 2 ** 30
     temp = "-" if r["xla_temp_bytes"] is None else f"{r['xla_temp_bytes'] / gib:.2f}"
+    first = "-" if r["first_step_seconds"] is None else f"{r['first_step_seconds']:.2f}"
+    second = "-" if r["second_step_seconds"] is None else f"{r['second_step_seconds']:.2f}"
     return (f"{r['depth']:>5} {r['mode']:<17} {r['compile_seconds']:>9.1f} "
             f"{r['lower_and_compile_cpu_seconds']:>9.1f} "
-            f"{r['first_step_seconds']:>9.2f} {r['second_step_seconds']:>9.2f} {temp:>9} "
+            f"{first:>9} {second:>9} {temp:>9} "
             f"{r['peak_bytes'] / gib:>9.2f}")
 
 
@@ -167,6 +175,8 @@ def main(argv=None):
     p.add_argument("--modes", default="scan,scan-remat",
                    help=f"comma-separated: {', '.join(MODES)}")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=2, choices=(0, 1, 2),
+                   help="steps run with the compiled program (default: 2; 0: compile only)")
     p.add_argument("--post-activation", action="store_true",
                    help="post-activation nets (default: pre-activation)")
     p.add_argument("--repeats", type=int, default=1,
@@ -194,7 +204,7 @@ def main(argv=None):
             for mode in modes:
                 r = measure_isolated(depth, mode=mode, timeout=args.timeout,
                                      memory_scheduler=args.memory_scheduler,
-                                     batch_size=args.batch_size,
+                                     batch_size=args.batch_size, steps=args.steps,
                                      preact=not args.post_activation)
                 r["memory_scheduler"] = args.memory_scheduler
                 print(row_text(r), flush=True)
