@@ -4,177 +4,40 @@
 the tables of :mod:`keras_resnet.specs`, into one frozen :class:`Architecture`;
 :mod:`keras_resnet.models` then turns it into a graph and
 :mod:`keras_resnet.counting` counts its parameters and multiply-adds. Every
-argument check that does not need Keras happens here, before anything is built,
-including what ``weights="imagenet"`` requires of the network (the official
-weights fix its layout). This module imports neither Keras nor a backend, so
-resolving and counting cost milliseconds.
+argument check that does not need Keras is made while resolving, once, before
+anything is built: with the checks of :mod:`keras_resnet.validation` and, for
+``weights="imagenet"``, :mod:`keras_resnet.pretrained` (the official weights fix
+the layout). The unit orderings are a table of :mod:`keras_resnet.specs`. This
+module imports neither Keras nor a backend, so resolving and counting cost
+milliseconds.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 
 from keras_resnet import specs
+from keras_resnet.specs import PREACT_ORDERINGS, UNIT_ORDERINGS, UnitOrdering  # noqa: F401
+# Each argument's check lives in keras_resnet.validation, and what the official weights
+# require in keras_resnet.pretrained; both are part of resolving, so importable from here.
+from keras_resnet.pretrained import (  # noqa: F401
+    FIXED_FIELDS, IMAGENET_CLASSES, IMAGENET_WEIGHT_DEPTHS, LAYOUTS, check_weights_argument,
+    imagenet_layout)
+from keras_resnet.validation import (  # noqa: F401
+    check_bool, check_choice, check_depth_type, check_head, check_input_shape, check_int,
+    check_number, check_rate, check_seed, check_width, spatial_size)
 
 # BatchNorm defaults bound once (torchvision/flax conventions: momentum 0.9 in
 # Keras terms, epsilon 1e-5).
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
-
-@dataclasses.dataclass(frozen=True)
-class UnitOrdering:
-    """Where a residual unit's BatchNorms and ReLUs sit (He et al. 2016, Fig. 4).
-
-    Each field lists the operations (``"bn"``, ``"relu"``) applied, in order, at
-    one place of the unit. Convolution i of the branch owns BatchNorm i, used at
-    exactly one of the places that concern it: before it, after it, or (for the
-    last convolution) after the addition.
-
-    Attributes:
-        before_conv: on the input of every branch convolution (pre-activation).
-        after_conv: on the output of every branch convolution but the last.
-        after_last_conv: on the output of the last one, before the addition.
-        after_add: on the sum of shortcut and residual.
-    """
-
-    before_conv: tuple
-    after_conv: tuple
-    after_last_conv: tuple
-    after_add: tuple
-
-    @property
-    def preactivation(self):
-        """The branch starts with an activation: projection shortcuts read the
-        pre-activated input and have no BatchNorm, and the network ends with a ReLU."""
-        return bool(self.before_conv)
-
-    @property
-    def bn_before_conv(self):
-        """BatchNorm i normalises the input of convolution i (else its output): the
-        stem then has no BatchNorm and the network ends with one (``post_bn``)."""
-        return "bn" in self.before_conv
-
-
-UNIT_ORDERINGS = {
-    # (a) original: conv-BN-ReLU ... conv-BN, addition, ReLU.
-    "post": UnitOrdering((), ("bn", "relu"), ("bn",), ("relu",)),
-    # (b) BN after addition: conv-BN-ReLU ... conv, addition, BN, ReLU.
-    "bn_after_add": UnitOrdering((), ("bn", "relu"), (), ("bn", "relu")),
-    # (c) ReLU before addition: conv-BN-ReLU ... conv-BN-ReLU, addition.
-    "relu_before_add": UnitOrdering((), ("bn", "relu"), ("bn", "relu"), ()),
-    # (d) ReLU-only pre-activation: ReLU-conv-BN ... ReLU-conv-BN, addition.
-    "relu_preact": UnitOrdering(("relu",), ("bn",), ("bn",), ()),
-    # (e) full pre-activation: BN-ReLU-conv ... BN-ReLU-conv, addition.
-    "full_preact": UnitOrdering(("bn", "relu"), (), (), ()),
-}
-PREACT_ORDERINGS = tuple(o for o, unit in UNIT_ORDERINGS.items() if unit.preactivation)
-
-# What ResNet / WideResNet return: the network, or its features by pyramid level.
-OUTPUTS = (None, "features")
 # Extras accepted by ResNet / WideResNet beyond the builder's named arguments.
 EXTRAS = ("stride_at", "downsample_at", "ordering", "skip", "gate_bias", "zero_init",
           "dropout_rate", "stem_bias", "kernel_regularizer", "bn_momentum", "bn_epsilon",
           "seed")
 # WideResNet also takes these ResNet arguments as extras.
 WIDE_EXTRAS = ("drop_path_rate", "residual", "shortcut")
-
-
-# -- argument checks -------------------------------------------------------------------
-
-def check_choice(name, value, allowed):
-    """Raise a ValueError naming ``name`` unless ``value`` is one of ``allowed``."""
-    try:
-        ok = value in allowed
-    except TypeError:  # unhashable or incomparable values are not among the choices
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"Invalid value for argument `{name}`: received {value!r}; "
-            f"expected one of {', '.join(repr(a) for a in allowed)}.")
-    return value
-
-
-def check_bool(name, value):
-    if not isinstance(value, bool):
-        raise TypeError(f"Argument `{name}` must be a bool (True or False); received "
-                        f"{value!r} of type {type(value).__name__}.")
-    return value
-
-
-def check_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Argument `{name}` must be an int >= {minimum}; received {value!r} "
-                        f"of type {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"Argument `{name}` must be >= {minimum}; received {value}.")
-    return value
-
-
-def check_rate(name, value):
-    """A probability in [0, 1), as a float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Argument `{name}` must be a float in [0, 1); received {value!r} "
-                        f"of type {type(value).__name__}.")
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"Argument `{name}` must be in [0, 1); received {value}.")
-    return float(value)
-
-
-def check_number(name, value, *, low=-math.inf, high=math.inf, low_open=False, allowed=None):
-    """A finite real number in [low, high] ((low, high] with ``low_open``), as a float."""
-    allowed = allowed or "a finite number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Argument `{name}` must be {allowed}; received {value!r} "
-                        f"of type {type(value).__name__}.")
-    value = float(value)
-    if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
-        raise ValueError(f"Argument `{name}` must be {allowed}; received {value!r}.")
-    return value
-
-
-def check_depth_type(depth):
-    if isinstance(depth, bool) or not isinstance(depth, int):
-        raise TypeError(f"Argument `depth` must be an int; received {depth!r} "
-                        f"of type {type(depth).__name__}.")
-
-
-def check_width(width):
-    if isinstance(width, bool) or not isinstance(width, (int, float)):
-        raise TypeError(f"Argument `width` must be a positive number (the widening factor "
-                        f"k); received {width!r} of type {type(width).__name__}.")
-    if not math.isfinite(width) or width <= 0:
-        raise ValueError(f"Argument `width` must be a positive number (the widening "
-                         f"factor k); received {width!r}.")
-    return width
-
-
-def check_seed(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"Argument `seed` must be an int or None; received {seed!r} "
-                        f"of type {type(seed).__name__}.")
-    return seed
-
-
-def check_head(include_top=True, pooling=None, classes=None, name=None, outputs=None):
-    """Check the keras.applications-style head arguments (and ``outputs``) that need no Keras."""
-    check_bool("include_top", include_top)
-    check_choice("pooling", pooling, specs.POOLINGS)
-    check_choice("outputs", outputs, OUTPUTS)
-    if outputs == "features" and (include_top or pooling is not None):
-        raise ValueError(f"Invalid value for argument `outputs`: received {outputs!r} with "
-                         f"include_top={include_top!r}, pooling={pooling!r}; the features "
-                         "are the stage outputs: pass include_top=False and pooling=None.")
-    if classes is not None and (isinstance(classes, bool) or not isinstance(classes, int)
-                                or classes < 1):
-        raise ValueError(f"Invalid value for argument `classes`: received {classes!r}; "
-                         "expected a positive int or None (the family's default).")
-    if name is not None and (not isinstance(name, str) or not name or "/" in name):
-        raise ValueError(f"Invalid value for argument `name`: received {name!r}; "
-                         "expected a non-empty str without '/' (Keras's rule for names) "
-                         "or None (the default name).")
 
 
 def resolve_ordering(preact, ordering):
@@ -210,31 +73,6 @@ def shortcut_kind(shortcut, in_channels, out_channels, strides, residual=True):
 
 
 # -- input shapes ------------------------------------------------------------------------
-
-def spatial_size(input_shape, data_format):
-    """The smaller known spatial side of ``input_shape`` (no batch axis), or None."""
-    if input_shape is None:
-        return None
-    hw = input_shape[:2] if data_format == "channels_last" else input_shape[1:]
-    sizes = [d for d in hw if d is not None]
-    return min(sizes) if sizes else None
-
-
-def check_input_shape(input_shape, data_format):
-    if input_shape is None:
-        return None
-    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3 or any(
-            d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1)
-            for d in input_shape):
-        raise ValueError("Argument `input_shape` must be a tuple of 3 positive ints "
-                         "(height, width, channels) or None entries for variable "
-                         f"sizes; received {input_shape!r}.")
-    channels = input_shape[-1] if data_format == "channels_last" else input_shape[0]
-    if channels is None:
-        raise ValueError(f"Argument `input_shape` needs a known channel count; "
-                         f"received {input_shape!r}.")
-    return tuple(input_shape)
-
 
 def default_input_shape(arch, input_shape, data_format):
     """``input_shape`` (as a tuple), or the family's default when None; not checked."""
@@ -538,83 +376,6 @@ def resolve_wide_resnet(depth=28, width=10, dropout_rate=0.0, *, weights=None, i
 
 # -- what weights="imagenet" requires of the network ---------------------------------------
 
-# ImageNet depths with official keras.applications weights.
-IMAGENET_WEIGHT_DEPTHS = (50, 101, 152)
-IMAGENET_CLASSES = 1000
-# The layout (extras of ``ResNet``) that reproduces each keras.applications flavour:
-# ResNet50/101/152 (post-activation, our defaults) and ResNet50V2/101V2/152V2
-# (pre-activation, stride on the 3x3 of a stage's last block, a stem bias).
-LAYOUTS = {
-    False: {"stride_at": "1x1", "downsample_at": "first", "stem_bias": False},
-    True: {"stride_at": "3x3", "downsample_at": "last", "stem_bias": True},
-}
-# Fields of an Architecture the official weights fix, and the argument that sets each.
-_FIXED_FIELDS = {"family": "family", "block": "block", "stage_blocks": "depth",
-                 "stage_filters": "width", "out_filters": "width",
-                 "stem_filters": "depth", "ordering": "ordering", "shortcut": "shortcut",
-                 "skip": "skip", "residual": "residual", "stride_at": "stride_at",
-                 "downsample_at": "downsample_at", "stem_bias": "stem_bias"}
-
-
-def check_weights_argument(weights, allow_imagenet=True):
-    """Raise a ValueError unless ``weights`` is None, ``"imagenet"`` or an existing file."""
-    allowed = "None, 'imagenet' or the path of a weights file" if allow_imagenet else \
-        "None or the path of a weights file"
-    if weights is None:
-        return
-    if isinstance(weights, str) and weights == "imagenet" and allow_imagenet:
-        return
-    if not isinstance(weights, (str, os.PathLike)) or weights == "imagenet":
-        raise ValueError(f"Invalid value for argument `weights`: received {weights!r}; "
-                         f"expected {allowed}.")
-    if not os.path.exists(weights):
-        raise ValueError(f"Invalid value for argument `weights`: no file at "
-                         f"{os.fspath(weights)!r}; expected {allowed}.")
-
-
-def imagenet_layout(depth, preact, extras, family=None):
-    """Fill in the extras that reproduce keras.applications' layout for ``weights="imagenet"``.
-
-    Post-activation nets need our defaults; pre-activation (V2) nets need
-    ``stride_at="3x3"``, ``downsample_at="last"`` and ``stem_bias=True``.
-
-    Args:
-        depth: int, the requested depth.
-        preact: bool, True for the V2 (pre-activation) nets.
-        extras: dict, the user's extra keyword arguments of ``ResNet``.
-        family: str or None, the user's ``family`` argument.
-
-    Returns:
-        A new dict: ``extras`` with the V2 layout set where the user left it unset.
-
-    Raises:
-        ValueError: naming ``weights`` for a depth or family without official
-            weights, or the argument the user set to a value they cannot fill.
-
-    Example:
-
-    >>> imagenet_layout(50, True, {})
-    {'stride_at': '3x3', 'downsample_at': 'last', 'stem_bias': True}
-    """
-    if depth not in IMAGENET_WEIGHT_DEPTHS or family not in (None, "imagenet"):
-        raise ValueError(f"Invalid value for argument `weights`: 'imagenet' weights exist for "
-                         f"ImageNet depths {IMAGENET_WEIGHT_DEPTHS} (plain or preact); "
-                         f"received depth={depth!r}, family={family!r}.")
-    result = dict(extras)
-    for key, value in LAYOUTS[bool(preact)].items():
-        given = result.get(key)
-        if given is None:
-            if preact:
-                result[key] = value
-        elif given != value:
-            net = f"ResNet{depth}" + ("V2" if preact else "")
-            raise ValueError(
-                f"Invalid value for argument `{key}` with weights='imagenet': received "
-                f"{given!r}; keras.applications' {net} weights need {key}={value!r} "
-                f"(leave it unset).")
-    return result
-
-
 def check_imagenet_compatible(depth, arch, include_top, classes):
     """Raise a ValueError unless the official weights fit this architecture and head."""
     if depth not in IMAGENET_WEIGHT_DEPTHS or arch.family != "imagenet":
@@ -627,7 +388,7 @@ def check_imagenet_compatible(depth, arch, include_top, classes):
                          f"has {IMAGENET_CLASSES} classes (or use include_top=False).")
     preact = arch.ordering == "full_preact"
     expected = resolve_architecture(depth, preact=preact, family="imagenet", **LAYOUTS[preact])
-    for field, argument in _FIXED_FIELDS.items():
+    for field, argument in FIXED_FIELDS.items():
         got, want = getattr(arch, field), getattr(expected, field)
         if got != want:
             raise ValueError(f"Invalid value for argument `{argument}` with weights='imagenet': "

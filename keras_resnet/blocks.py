@@ -33,9 +33,9 @@ import keras
 from keras import ops
 
 from keras_resnet import specs
-from keras_resnet.architecture import (BN_EPSILON, BN_MOMENTUM, UNIT_ORDERINGS, check_choice,
-                                       check_int, check_rate, resolve_ordering,
-                                       shortcut_kind)
+from keras_resnet.architecture import BN_EPSILON, BN_MOMENTUM, resolve_ordering, shortcut_kind
+from keras_resnet.specs import UNIT_ORDERINGS
+from keras_resnet.validation import check_choice, check_int, check_rate
 from keras_resnet.building import (PACKAGE, DeferredBuild, conv_padding, kernel_initializer_for,
                                    pad_spatial, resolve_data_format)
 from keras_resnet.normalization import BatchNorm

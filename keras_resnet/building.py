@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_resnet.architecture import check_choice, check_int
+from keras_resnet.validation import check_choice, check_int
 
 # The package of every registered serializable name ("keras_resnet>ResidualBlock").
 PACKAGE = "keras_resnet"

@@ -18,8 +18,9 @@ Importing this module registers every layer with Keras (for
 before the split load unchanged.
 """
 
-from keras_resnet.architecture import (  # noqa: F401 - the tables and checks the layers use
-    BN_EPSILON, BN_MOMENTUM, PREACT_ORDERINGS, UNIT_ORDERINGS, check_choice, shortcut_kind)
+from keras_resnet.architecture import BN_EPSILON, BN_MOMENTUM, shortcut_kind  # noqa: F401
+from keras_resnet.specs import PREACT_ORDERINGS, UNIT_ORDERINGS  # noqa: F401
+from keras_resnet.validation import check_choice  # noqa: F401
 from keras_resnet.blocks import (  # noqa: F401
     BLOCK_CLASSES, BottleneckBlock, ResidualBlock, _ResidualUnit)
 from keras_resnet.building import (  # noqa: F401

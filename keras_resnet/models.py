@@ -12,6 +12,7 @@ from __future__ import annotations
 import keras
 
 from keras_resnet import architecture as A
+from keras_resnet import backbone
 from keras_resnet import layers as blocks
 from keras_resnet import specs
 from keras_resnet import weights as weights_lib
@@ -311,8 +312,4 @@ def WideResNet(depth=28, width=10, dropout_rate=0.0, *, include_top=True, weight
 
 def _outputs(model, outputs):
     """``model``, or its multi-scale features model for ``outputs="features"``."""
-    if outputs == "features":
-        from keras_resnet.backbone import features
-
-        return features(model)
-    return model
+    return backbone.features(model) if outputs == "features" else model

@@ -23,6 +23,57 @@ SKIPS = ("identity", "scaling", "exclusive_gating", "shortcut_gating", "dropout"
 STRIDE_AT = ("1x1", "3x3")
 DOWNSAMPLE_AT = ("first", "last")
 POOLINGS = (None, "avg", "max")
+# What ResNet / WideResNet return: the network, or its features by pyramid level.
+OUTPUTS = (None, "features")
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitOrdering:
+    """Where a residual unit's BatchNorms and ReLUs sit (He et al. 2016, Fig. 4).
+
+    Each field lists the operations (``"bn"``, ``"relu"``) applied, in order, at
+    one place of the unit. Convolution i of the branch owns BatchNorm i, used at
+    exactly one of the places that concern it: before it, after it, or (for the
+    last convolution) after the addition.
+
+    Attributes:
+        before_conv: on the input of every branch convolution (pre-activation).
+        after_conv: on the output of every branch convolution but the last.
+        after_last_conv: on the output of the last one, before the addition.
+        after_add: on the sum of shortcut and residual.
+    """
+
+    before_conv: tuple
+    after_conv: tuple
+    after_last_conv: tuple
+    after_add: tuple
+
+    @property
+    def preactivation(self):
+        """The branch starts with an activation: projection shortcuts read the
+        pre-activated input and have no BatchNorm, and the network ends with a ReLU."""
+        return bool(self.before_conv)
+
+    @property
+    def bn_before_conv(self):
+        """BatchNorm i normalises the input of convolution i (else its output): the
+        stem then has no BatchNorm and the network ends with one (``post_bn``)."""
+        return "bn" in self.before_conv
+
+
+UNIT_ORDERINGS = {
+    # (a) original: conv-BN-ReLU ... conv-BN, addition, ReLU.
+    "post": UnitOrdering((), ("bn", "relu"), ("bn",), ("relu",)),
+    # (b) BN after addition: conv-BN-ReLU ... conv, addition, BN, ReLU.
+    "bn_after_add": UnitOrdering((), ("bn", "relu"), (), ("bn", "relu")),
+    # (c) ReLU before addition: conv-BN-ReLU ... conv-BN-ReLU, addition.
+    "relu_before_add": UnitOrdering((), ("bn", "relu"), ("bn", "relu"), ()),
+    # (d) ReLU-only pre-activation: ReLU-conv-BN ... ReLU-conv-BN, addition.
+    "relu_preact": UnitOrdering(("relu",), ("bn",), ("bn",), ()),
+    # (e) full pre-activation: BN-ReLU-conv ... BN-ReLU-conv, addition.
+    "full_preact": UnitOrdering(("bn", "relu"), (), (), ()),
+}
+PREACT_ORDERINGS = tuple(o for o, unit in UNIT_ORDERINGS.items() if unit.preactivation)
 
 BOTTLENECK_EXPANSION = 4
 STAGE_FILTERS = {"cifar": (16, 32, 64), "imagenet": (64, 128, 256, 512)}

@@ -6,7 +6,8 @@ import keras
 from keras import ops
 
 from keras_resnet import specs
-from keras_resnet.architecture import BN_EPSILON, BN_MOMENTUM, check_choice, check_int
+from keras_resnet.architecture import BN_EPSILON, BN_MOMENTUM
+from keras_resnet.validation import check_choice, check_int
 from keras_resnet.building import (PACKAGE, DeferredBuild, conv_padding, kernel_initializer_for,
                                    pad_spatial, resolve_data_format)
 from keras_resnet.normalization import BatchNorm
