@@ -15,7 +15,7 @@ import sys
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")   # see keras_resnet/training/environment.py
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from keras_resnet.bench.cli import main
+from keras_resnet.cli.bench import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,7 +13,7 @@ import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from keras_resnet.serving.cli import predict_main as main
+from keras_resnet.cli.serve import predict_main as main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -93,7 +93,7 @@ def test_fit_callback_times_from_the_first_batch_to_on_train_end():
 
 @requires_tensorflow
 def test_train_benchmark_measures_ours_and_the_comparisons_side_by_side(tmp_path, capsys):
-    from keras_resnet.bench import cli
+    from keras_resnet.cli import bench as cli
 
     out = tmp_path / "r.json"
     code = cli.main(["--train", "--model", "resnet20_cifar", "--batch-size", "4",
@@ -150,7 +150,8 @@ def test_build_benchmark_harness(monkeypatch):
 
 @requires_tensorflow
 def test_unknown_model_or_comparison_is_a_clear_error(capsys):
-    from keras_resnet.bench import cli, throughput
+    from keras_resnet.bench import throughput
+    from keras_resnet.cli import bench as cli
 
     assert cli.main(["--train", "--model", "resnet7"]) == 2
     assert "Invalid value for argument `model`: received 'resnet7'" in capsys.readouterr().err
@@ -161,7 +162,7 @@ def test_unknown_model_or_comparison_is_a_clear_error(capsys):
 
 
 def test_an_option_of_another_mode_is_refused(capsys):
-    from keras_resnet.bench import cli
+    from keras_resnet.cli import bench as cli
 
     with pytest.raises(SystemExit) as info:
         cli.main(["--inference", "--batch-size", "8"])
@@ -203,8 +204,8 @@ def test_benchmark_runs_every_format():
 def test_serving_and_bench_packages_and_help_import_no_keras():
     """``import keras_resnet.serving`` / ``.bench`` and the three recipes' --help stay light."""
     code = ("import sys, keras_resnet.serving, keras_resnet.bench\n"
-            "from keras_resnet.serving import cli as s\n"
-            "from keras_resnet.bench import cli as b\n"
+            "from keras_resnet.cli import serve as s\n"
+            "from keras_resnet.cli import bench as b\n"
             "for build in (s.build_export_parser, s.build_predict_parser, s.build_parser,\n"
             "              b.build_parser):\n"
             "    build().format_help()\n"

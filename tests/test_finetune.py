@@ -202,7 +202,7 @@ def test_recipe_exports_class_names_and_the_weights_preprocessing(setup, capsys)
     """The command line end to end: export with class names and the declared (torch)
     preprocessing, and predict printing class names."""
     from keras_resnet.cli.finetune import main as finetune_main
-    from keras_resnet.serving.cli import predict_main
+    from keras_resnet.cli.serve import predict_main
 
     images, weights, root = setup
     export = root / "export"

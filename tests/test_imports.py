@@ -140,6 +140,34 @@ def test_the_package_import_graph_has_no_cycle():
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
+# The layers, top-down (docs/architecture.md): a module may import its own layer and
+# the layers below it. Training exports through serving, so it sits just above it.
+LAYERS = {"cli": 7, "tuning": 6, "experiments": 6, "analysis": 6, "bench": 6, "runs": 5,
+          "training": 4.5, "serving": 4, "data": 3, "specs": 1}
+CORE = 2   # every other top-level module: architecture, layers, models, weights, ...
+
+
+def layer(module):
+    """The layer of a module; ``__main__`` modules are entry points, on top."""
+    parts = module.split(".")
+    if parts[-1] == "__main__":
+        return max(LAYERS.values())
+    return LAYERS.get(parts[1], CORE) if len(parts) > 1 else None
+
+
+def test_imports_flow_top_down():
+    """recipes/cli -> tuning, experiments, analysis, bench -> runs -> training -> serving
+    -> data -> the core -> specs: no import goes up (the package's lazy __init__ aside)."""
+    graph = import_graph(package_modules())
+    upward = [f"{a} -> {b}" for a, targets in sorted(graph.items()) for b in targets
+              if None not in (layer(a), layer(b)) and layer(a) < layer(b)]
+    assert not upward, "imports against the layering: " + "; ".join(upward)
+    assert layer("keras_resnet.cli.train") > layer("keras_resnet.runs.sweep") > \
+        layer("keras_resnet.training.trainer") > layer("keras_resnet.serving.directory") > \
+        layer("keras_resnet.data.sources") > layer("keras_resnet.models") > \
+        layer("keras_resnet.specs")
+
+
 def _write(tmp_path, files):
     for name, text in files.items():
         path = tmp_path / name

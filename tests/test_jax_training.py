@@ -227,7 +227,7 @@ def test_remat_recomputes_blocks_with_the_same_gradients_and_statistics():
 def test_training_benchmark_under_jax_without_tensorflow(tmp_path):
     code = """
         import json, sys
-        from keras_resnet.bench import cli
+        from keras_resnet.cli import bench as cli
         code = cli.main(["--train", "--model", "resnet20_cifar", "--batch-size", "2",
                                "--image-size", "8", "--repeats", "1", "--calls", "1",
                                "--steps-per-execution", "2", "--json", sys.argv[1]])

@@ -28,7 +28,7 @@ Image = pytest.importorskip("PIL.Image")
 from keras_resnet import ResNet, data  # noqa: E402
 from keras_resnet import preprocessing as prep  # noqa: E402
 from keras_resnet import serving as ex  # noqa: E402
-from keras_resnet.serving import cli  # noqa: E402
+from keras_resnet.cli import serve as cli  # noqa: E402
 from keras_resnet.serving import predict as pr  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

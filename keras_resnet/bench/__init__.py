@@ -9,7 +9,8 @@
   fresh process per measurement, through :mod:`keras_resnet.bench._worker`;
 * :mod:`~keras_resnet.bench.inference`: batch-1 latency of every export format;
 * :mod:`~keras_resnet.bench.machine`: what the numbers were measured on;
-* :mod:`~keras_resnet.bench.cli`: ``recipes/benchmark.py`` (``python -m keras_resnet.bench``).
+* the command line (``recipes/benchmark.py``, ``keras-resnet bench``) is
+  :mod:`keras_resnet.cli.bench`.
 
 Importing this package imports nothing heavy; each module imports Keras,
 TensorFlow or PyTorch inside the functions that need them.

@@ -4,9 +4,8 @@
   (help, choices and parser are declared once, beside each field), the one
   help formatter and the one-line-error parser;
 * ``groups``: the argument groups the commands compose;
-* one module per subcommand: ``train``, ``tune``, ``experiment``, ``analyze``,
-  ``data``, ``zoo``; ``export``, ``predict`` and ``bench`` live beside their
-  code (:mod:`keras_resnet.serving.cli`, :mod:`keras_resnet.bench.cli`);
+* one module per subcommand: ``train``, ``finetune``, ``tune``, ``experiment``,
+  ``analyze``, ``data``, ``zoo``, ``serve`` (export and predict), ``bench``;
 * ``main``: the ``keras-resnet`` dispatcher (also ``python -m keras_resnet``).
 
 Every module here parses and checks its flags before Keras or TensorFlow is

@@ -12,8 +12,9 @@ Modules, one concern each:
 * :mod:`~keras_resnet.serving.metadata`: ``metadata.json``;
 * :mod:`~keras_resnet.serving.directory`: the export directory (one writer per
   format, atomic) and re-exporting a saved model;
-* :mod:`~keras_resnet.serving.predict`: classify images with any exported file;
-* :mod:`~keras_resnet.serving.cli`: the export and predict command lines.
+* :mod:`~keras_resnet.serving.predict`: classify images with any exported file.
+
+The export and predict command lines are :mod:`keras_resnet.cli.serve`.
 
 The names below load their module on first use, so ``import
 keras_resnet.serving`` imports neither Keras nor TensorFlow.
