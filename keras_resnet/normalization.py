@@ -55,6 +55,9 @@ class BatchNorm(keras.layers.BatchNormalization):
             raise TypeError(f"Argument `fused` must be a bool (True or False); received "
                             f"{fused!r} of type {type(fused).__name__}.")
         self.fused = fused
+        # The JAX kernel switch (keras_resnet.normalization_jax.use_jax_kernel): an
+        # attribute of the layer object, not of its configuration or saved file.
+        self.jax_kernel = False
 
     def _fusable(self, inputs, mask):
         return (self.fused and keras.backend.backend() == "tensorflow" and mask is None
@@ -63,7 +66,7 @@ class BatchNorm(keras.layers.BatchNormalization):
                 and not self.synchronized)
 
     def call(self, inputs, training=None, mask=None):
-        if getattr(self, "jax_kernel", False) and keras.backend.backend() == "jax":
+        if self.jax_kernel and keras.backend.backend() == "jax":
             # Opt-in (keras_resnet.normalization_jax.use_jax_kernel): one-pass statistics
             # and a custom backward pass under JAX.
             from keras_resnet import normalization_jax

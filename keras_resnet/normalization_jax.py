@@ -182,14 +182,14 @@ def use_jax_kernel(model, enabled=True):
     Returns the number of layers changed. Same variables and saved files: the
     switch is an attribute of the layer objects, not of their configuration.
     """
-    from keras_resnet.normalization import BatchNorm
-
     if not isinstance(enabled, bool):
         raise TypeError(f"Argument `enabled` must be a bool (True or False); received "
                         f"{enabled!r} of type {type(enabled).__name__}.")
     count = 0
     for layer in model._flatten_layers(include_self=True, recursive=True):
-        if isinstance(layer, BatchNorm):
+        # keras_resnet.normalization.BatchNorm, recognised by the switch it carries
+        # (importing that module here would make the two import each other).
+        if hasattr(layer, "jax_kernel"):
             layer.jax_kernel = enabled
             count += 1
     return count

@@ -35,6 +35,16 @@ MODES = ("scan", "scan-remat", "scan-remat-convs", "unroll", "unroll-remat")
 MEMORY_SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 
 
+def depth_block(depth):
+    """The block kind of a CIFAR depth: bottleneck for 9n+2 depths that are not 6n+2 (164, 1001)."""
+    from keras_resnet import specs
+
+    block = "bottleneck" if (depth - 2) % 9 == 0 and (depth - 2) % 6 else None
+    if depth in (164, 1001):
+        block = "bottleneck"
+    blocks = specs.cifar_blocks_for(depth)
+    return block if block in blocks else blocks[0]
+
 def _mode(mode):
     if mode not in MODES:
         raise ValueError(f"Invalid value for argument `mode`: received {mode!r}; expected one "
@@ -65,7 +75,6 @@ def measure(depth, *, mode="scan", batch_size=16, preact=True, precision="float3
     import numpy as np
 
     import keras_resnet
-    from keras_resnet.bench.depths import depth_block
     from keras_resnet.bench.machine import peak_memory
     from keras_resnet.training.config import TrainConfig
     from keras_resnet.training.model import decay_variables

@@ -9,21 +9,12 @@ from __future__ import annotations
 from keras_resnet.bench._worker import WorkerError, run_isolated
 
 
-def depth_block(depth):
-    """The block kind of a CIFAR depth: bottleneck for 9n+2 depths that are not 6n+2 (164, 1001)."""
-    from keras_resnet import specs
-
-    block = "bottleneck" if (depth - 2) % 9 == 0 and (depth - 2) % 6 else None
-    if depth in (164, 1001):
-        block = "bottleneck"
-    blocks = specs.cifar_blocks_for(depth)
-    return block if block in blocks else blocks[0]
-
-
 def one_depth(depth, batch_size=16, precision="float32", preact=True, repeats=3, remat=False):
     """One depth in this process: build, one warm-up call, ``repeats`` timed steps."""
     from keras_resnet.bench.cases import engine_case
     from keras_resnet.bench.machine import peak_memory
+
+    from keras_resnet.bench.compile_memory import depth_block
 
     block = depth_block(depth)
 
