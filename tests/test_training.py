@@ -274,8 +274,10 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_absurd_learning_rate_exits_1_with_a_clear_message(tmp_path, capsys):
     run_dir = str(tmp_path / "run")
-    code = training.main("cifar10", [*TINY, "--epochs", "1", "--lr", "1e30", "--nondeterministic",
-                                     "--run-dir", run_dir])
+    from keras_resnet.cli.train import main
+
+    code = main("cifar10", [*TINY, "--epochs", "1", "--lr", "1e30", "--nondeterministic",
+                "--run-dir", run_dir])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert err[-1].startswith("recipes/cifar10.py: error: the training loss became ")
