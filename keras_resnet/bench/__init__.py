@@ -6,7 +6,7 @@
   (its steps timed by a callback) and PyTorch eager;
 * :mod:`~keras_resnet.bench.throughput`: the side-by-side training comparison;
 * :mod:`~keras_resnet.bench.depths`, :mod:`~keras_resnet.bench.build`: one
-  fresh process per measurement, through :mod:`keras_resnet.bench._worker`;
+  fresh process per measurement, through :func:`keras_resnet.runs.run_isolated`;
 * :mod:`~keras_resnet.bench.inference`: batch-1 latency of every export format;
 * :mod:`~keras_resnet.bench.machine`: what the numbers were measured on;
 * the command line (``recipes/benchmark.py``, ``keras-resnet bench``) is

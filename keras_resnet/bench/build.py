@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
 
-from keras_resnet.bench._worker import run_isolated
+from keras_resnet.runs.isolation import run_isolated
+
 
 BUILD_MODELS = {"resnet1001_preact": dict(depth=1001, preact=True), "resnet1202": dict(depth=1202)}
 
@@ -39,7 +41,9 @@ def build_benchmark(models=tuple(BUILD_MODELS), *, repeats=3, log=None):
     runs = {m: [] for m in models}
     for r in range(repeats):
         for m in models:
-            runs[m].append(run_isolated("build", **BUILD_MODELS[m]))
+            # A fresh process per build: build times compare only from a clean start.
+            runs[m].append(run_isolated(build_once, kwargs=BUILD_MODELS[m],
+                                        output=os.devnull).value)
             if log:
                 log(f"{m} repeat {r + 1}: built in {runs[m][-1]['build_s']:.2f} s")
     return {m: {"build_s_median": statistics.median(x["build_s"] for x in v),

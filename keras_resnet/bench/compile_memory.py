@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -143,20 +142,16 @@ def measure_isolated(depth, *, mode="scan", timeout=600, memory_scheduler=False,
     env = dict(os.environ, KERAS_BACKEND="jax")
     if memory_scheduler:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + MEMORY_SCHEDULER_FLAG).strip()
-    request = json.dumps({"depth": depth, "mode": mode, **kwargs})
+    from keras_resnet.runs.isolation import IsolatedError, run_isolated
+
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "keras_resnet.bench.compile_memory", "--one", request],
-            capture_output=True, text=True, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"depth": depth, "mode": mode, "error": f"stopped after {timeout} s",
+        return run_isolated(measure, (depth,), dict(mode=mode, **kwargs), timeout=timeout,
+                            env=env, output=os.devnull).value
+    except IsolatedError as e:
+        error = f"stopped after {timeout} s" if "did not finish" in str(e) else str(e)
+        return {"depth": depth, "mode": mode, "error": error,
                 "seconds": time.perf_counter() - t0, **kwargs}
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        return {"depth": depth, "mode": mode, "seconds": time.perf_counter() - t0,
-                "error": (proc.stderr.strip().splitlines() or ["?"])[-1], **kwargs}
-    return json.loads(lines[-1])
 
 
 def row_text(r):
@@ -194,11 +189,7 @@ def main(argv=None):
     p.add_argument("--memory-scheduler", action="store_true",
                    help="XLA's CPU scheduler that plans for memory (" + MEMORY_SCHEDULER_FLAG + ")")
     p.add_argument("--json", default=None, metavar="FILE", help="append one JSON line per row")
-    p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.one is not None:
-        print(json.dumps(measure(**json.loads(args.one))), flush=True)
-        return 0
     try:
         depths = [int(d) for d in args.depths.split(",") if d]
         modes = [m for m in args.modes.split(",") if m]

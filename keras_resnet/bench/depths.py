@@ -1,12 +1,14 @@
 """How build time, step time and peak memory grow with depth (``--train --depths``).
 
-Each depth runs in a fresh process (:func:`keras_resnet.bench._worker.run_isolated`)
+Each depth runs in a fresh process (:func:`keras_resnet.runs.run_isolated`)
 so that the peak memory of each is its own.
 """
 
 from __future__ import annotations
 
-from keras_resnet.bench._worker import WorkerError, run_isolated
+import os
+
+from keras_resnet.runs.isolation import IsolatedError, run_isolated
 
 
 def one_depth(depth, batch_size=16, precision="float32", preact=True, repeats=3, remat=False):
@@ -55,9 +57,10 @@ def depth_table(depths, *, batch_size=16, precision="float32", preact=True, repe
     rows = []
     for depth in depths:
         try:
-            row = run_isolated("depth", depth=depth, batch_size=batch_size, precision=precision,
-                               preact=preact, repeats=repeats, remat=remat)
-        except WorkerError as e:
+            row = run_isolated(one_depth, kwargs=dict(
+                depth=depth, batch_size=batch_size, precision=precision, preact=preact,
+                repeats=repeats, remat=remat), output=os.devnull).value
+        except IsolatedError as e:
             rows.append({"depth": depth, "error": str(e)})
             log(f"depth {depth}: failed: {e}")
             continue

@@ -126,20 +126,22 @@ def _keras_importable(env):
 
 
 def _run_case(name, kind, kwargs, limit, env):
-    request = json.dumps({"kind": kind, "kwargs": kwargs})
+    import importlib
+
+    from keras_resnet.runs.isolation import IsolatedError, run_isolated
+
+    # Named through the module (not __main__, which this file is when run as a script),
+    # so the fresh process can find the function.
+    case = importlib.import_module("keras_resnet.bench.gpu_check").KINDS[kind]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "keras_resnet.bench.gpu_check", "--case", request],
-            capture_output=True, text=True, env=env, timeout=limit)
-    except subprocess.TimeoutExpired:
-        return {"case": name, "error": f"stopped at its limit of {limit:.0f} s",
-                "wall_seconds": time.perf_counter() - t0}
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        return {"case": name, "error": (proc.stderr.strip().splitlines() or ["?"])[-1],
-                "wall_seconds": time.perf_counter() - t0}
-    return {"case": name, **json.loads(lines[-1]), "wall_seconds": time.perf_counter() - t0}
+        value = run_isolated(case, kwargs=kwargs, timeout=limit, env=env,
+                             output=os.devnull).value
+    except IsolatedError as e:
+        error = (f"stopped at its limit of {limit:.0f} s" if "did not finish" in str(e)
+                 else str(e))
+        return {"case": name, "error": error, "wall_seconds": time.perf_counter() - t0}
+    return {"case": name, **value, "wall_seconds": time.perf_counter() - t0}
 
 
 def table(results):
@@ -174,12 +176,7 @@ def main(argv=None):
     p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset")
     p.add_argument("--dry-run", action="store_true",
                    help="every case at toy size on any device (the CPU here), no installation")
-    p.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.case is not None:
-        request = json.loads(args.case)
-        print(json.dumps(KINDS[request["kind"]](**request["kwargs"])), flush=True)
-        return 0
     names = [c for c in args.cases.split(",") if c]
     unknown = [c for c in names if c not in CASES]
     if unknown:
