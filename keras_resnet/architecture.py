@@ -330,6 +330,12 @@ def resolve_resnet(depth, *, preact=False, family=None, block=None, width=1, sho
         # ImageNet weights mean an ImageNet network, whatever the input size.
         family = "imagenet" if family is None else family
         extras = imagenet_layout(depth, preact, extras, family=family)
+    elif _is_torch_weights(weights):
+        # torchvision/timm state dicts: ImageNet nets, bottlenecks strided on the 3x3.
+        from keras_resnet.weights_torch import torch_layout
+
+        family = "imagenet" if family is None else family
+        extras = torch_layout(depth, extras, family=family, block=block)
     arch = resolve_architecture(depth, preact=preact, family=family, block=block, width=width,
                                 shortcut=shortcut, residual=residual,
                                 drop_path_rate=drop_path_rate, **extras)
@@ -337,6 +343,12 @@ def resolve_resnet(depth, *, preact=False, family=None, block=None, width=1, sho
         check_imagenet_compatible(depth, arch, include_top, classes)
     network_input_shape(arch, input_shape, data_format)
     return arch
+
+
+def _is_torch_weights(weights):
+    from keras_resnet.weights_torch import is_torch_weights
+
+    return is_torch_weights(weights)
 
 
 def resolve_wide_resnet(depth=28, width=10, dropout_rate=0.0, *, weights=None, input_shape=None,

@@ -467,10 +467,12 @@ def test_pipeline_throughput(digits):
 
 
 def test_cli(capsys):
-    assert data.main(["--dataset", "digits", "--batches", "3"]) == 0
+    from keras_resnet.cli.data import main
+
+    assert main(["--dataset", "digits", "--batches", "3"]) == 0
     out = capsys.readouterr().out
     assert '"train_size": 1437' in out and "train pipeline (tf): 384 images" in out
-    assert data.main(["--dataset", "mnist"]) == 2
+    assert main(["--dataset", "mnist"]) == 2
     assert "error: Invalid value for argument `name` (--dataset): received 'mnist'" in capsys.readouterr().err
 
 
