@@ -69,6 +69,8 @@ WATCHERS = {
     "step": lambda run_dir, export_parent, name: _log_rows(run_dir) >= 1,
     "epoch 1 saved": lambda run_dir, export_parent, name: os.path.exists(
         os.path.join(run_dir, "checkpoints", "epoch-0001.npz")),
+    "epoch 2 saved": lambda run_dir, export_parent, name: os.path.exists(
+        os.path.join(run_dir, "checkpoints", "epoch-0002.npz")),
     "export": lambda run_dir, export_parent, name: bool(
         glob.glob(os.path.join(export_parent, f".{name}.tmp-*"))),
 }
@@ -95,7 +97,7 @@ def kill_during(workdir, run, moment, rng, deadline=300, duration=30.0):
     caught = None
     while proc.poll() is None and time.monotonic() - start < deadline:
         if watch is not None and watch(run_dir, export_parent, run):
-            if moment == "step":
+            if moment in ("step", "epoch 2 saved"):
                 # Somewhere in epoch 2's steps (an epoch of the digits takes well under
                 # a second on a quiet machine).
                 time.sleep(rng.uniform(0.0, 0.1))
@@ -227,8 +229,8 @@ def _has_open(pid, path):
 
 
 def test_sigkill_inside_each_write_then_resume_is_exact(tmp_path):
-    """One run killed four times, each time rerun with the same command: during a step,
-    inside a checkpoint's write, inside log.csv's write and during the export. The last
+    """One run killed four times, each time rerun with the same command: inside a
+    checkpoint's write, during a step, inside log.csv's write and during the export. The last
     rerun ends with exactly the uninterrupted run's weights, log, metrics and export."""
     workdir = str(tmp_path)
     ref, duration = _reference(workdir)
@@ -236,15 +238,16 @@ def test_sigkill_inside_each_write_then_resume_is_exact(tmp_path):
                                                "metrics.json")).read())
     rng = random.Random(1)
     run = "killed"
-    what, code = kill_during(workdir, run, "step", rng, duration=duration)
-    assert (what, code) == ("step", -signal.SIGKILL)
-    # Fresh epochs after the resume: epoch 2's checkpoint (after epoch 1's is on disk).
+    # A fresh run: epoch 2's checkpoint (after epoch 1's is on disk). (A resumed run
+    # first deletes leftover *.tmp checkpoints, so this kill comes first.)
     assert kill_inside_write(workdir, run, os.path.join("checkpoints", "epoch-0002.npz.tmp"),
                              ready=lambda d: os.path.exists(
                                  os.path.join(d, "checkpoints", "epoch-0001.npz")))
-    # Epoch 3's log row (log.csv is written before the epoch's checkpoint).
-    assert kill_inside_write(workdir, run, "log.csv.tmp", ready=lambda d: os.path.exists(
-        os.path.join(d, "checkpoints", "epoch-0002.npz")))
+    # Resumed after epoch 1: during a step of epoch 3.
+    what, code = kill_during(workdir, run, "epoch 2 saved", rng, duration=duration)
+    assert (what, code) == ("epoch 2 saved", -signal.SIGKILL)
+    # Resumed after epoch 2: epoch 3's log row (log.csv is written before the checkpoint).
+    assert kill_inside_write(workdir, run, "log.csv.tmp", ready=lambda d: True)
     what, code = kill_during(workdir, run, "export", rng, duration=duration)
     assert (what, code) == ("export", -signal.SIGKILL)
     code, out, err = _run(workdir, run)

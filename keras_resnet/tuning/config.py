@@ -235,8 +235,8 @@ def resolve_search(config, input_shape=None, classes=None):
     Example:
 
     >>> c, space = resolve_search(SearchConfig(TrainConfig(dataset="digits"), depths=[8, 20]))
-    >>> c.directory, c.epochs, space.input_shape, space.depths
-    ('searches/digits-random', 10, (8, 8, 3), (8, 20))
+    >>> c.directory.startswith("searches/digits-random_"), c.epochs, space.input_shape, space.depths
+    (True, 10, (8, 8, 3), (8, 20))
     """
     if not isinstance(config, SearchConfig):
         raise TypeError(f"Argument `config` must be a SearchConfig; received "
