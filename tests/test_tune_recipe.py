@@ -348,5 +348,5 @@ def test_distributed_chief_and_two_workers_share_the_trials(tmp_path):
     assert sorted(by_worker["tuner0"] + by_worker["tuner1"]) == ["0", "1", "2", "3"]
     assert "Chief: serving the oracle at 127.0.0.1:" in outs["chief"]
     rows = R.read_results(tmp_path / "d" / "results.csv")
-    assert [r["status"] for r in rows] == ["completed"] * 4
+    assert [r["status"] for r in rows] == ["completed"] * 4, rows
     _check_rows(rows)
