@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import requires_tensorflow
+from tests.test_runs import _alive
 
 pytestmark = requires_tensorflow
 
@@ -145,15 +146,6 @@ def _children(pid):
             return [int(p) for p in f.read().split()]
     except OSError:
         return []
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split()[2] != "Z"
 
 
 def test_search_end_to_end_resumes_after_a_kill(tmp_path):

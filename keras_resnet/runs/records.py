@@ -9,9 +9,9 @@ its trainable parameters, with the caller's extra keys.
 
 from __future__ import annotations
 
-import json
 import os
 
+from keras_resnet.data.common import read_json
 from keras_resnet.training.rundir import RunLog, write_json
 
 FINISHED, DIVERGED, FAILED, INCOMPLETE, NOT_RUN = (
@@ -19,15 +19,6 @@ FINISHED, DIVERGED, FAILED, INCOMPLETE, NOT_RUN = (
 # A sweep never trains these again (delete the run directory to retry one). A failed
 # run (out of memory, a crash) is tried again by a rerun.
 DONE = (FINISHED, DIVERGED)
-
-
-def read_json(path):
-    """The JSON object at ``path``, or None when it is missing or unreadable."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def history(run_dir):
