@@ -34,7 +34,8 @@ def model_kwargs(name, size, classes):
 def _build(model_fn, precision):
     import keras
 
-    # The trainer's own way of building under a precision policy.
+    # A global policy here, not ResNet(dtype=): the comparison cases build
+    # keras.applications models, which follow only Keras's global policy.
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:

@@ -86,21 +86,16 @@ def measure(depth, *, mode="scan", batch_size=16, preact=True, precision="float3
     engine = make_engine(config)
     engine.set_global_state(0)
     t0 = time.perf_counter()
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
-        with engine.scope():
-            model = keras_resnet.ResNet(depth=depth, family="cifar", block=block,
-                                        preact=preact, classes=10,
-                                        input_shape=(image_size, image_size, 3))
-            if remat:
-                from keras_resnet.training.remat import rematerialize_blocks
+    with engine.scope():
+        model = keras_resnet.ResNet(depth=depth, family="cifar", block=block, preact=preact,
+                                    classes=10, input_shape=(image_size, image_size, 3),
+                                    dtype=precision)
+        if remat:
+            from keras_resnet.training.remat import rematerialize_blocks
 
-                rematerialize_blocks(model, policy=remat)
-            optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
-            optimizer.build(model.trainable_variables)
-    finally:
-        keras.config.set_dtype_policy(previous)
+            rematerialize_blocks(model, policy=remat)
+        optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+        optimizer.build(model.trainable_variables)
     build = time.perf_counter() - t0
     engine.compile(model, optimizer, decay_variables(model), classes=10, weight_decay=1e-4,
                    label_smoothing=0.0, global_batch=batch_size)
