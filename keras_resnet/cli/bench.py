@@ -82,6 +82,14 @@ def _say(quiet):
     return None if quiet else (lambda m: print(m, flush=True))
 
 
+def _emit(result, where):
+    """``--json``: the result on standard output (``-``), or written to the file ``where``."""
+    if where == "-":
+        print(json.dumps(result, indent=2))
+    elif where:
+        _write_json(result, where)
+
+
 def _write_json(result, path):
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
@@ -115,10 +123,7 @@ def run_train(args):
             print(f"{r['label']:<46} {r['images_per_sec']:>9.1f} "
                   f"{r['ratio_to_keras_resnet']:>6.2f} {r['seconds_per_call_median']:>8.3f}"
                   + (f"  {call:.3f}" if call is not None else ""))
-    if args.json == "-":
-        print(json.dumps(result, indent=2))
-    elif args.json:
-        _write_json(result, args.json)
+    _emit(result, args.json)
     return 0
 
 
@@ -134,10 +139,7 @@ def run_build(args):
         for m, r in result.items():
             print(f"{m:<20} {r['backend']:<11} {r['top_level_layers']:>16} "
                   f"{r['build_s_median']:>17.2f}  {r['recursion_limit']} (untouched)")
-    if quiet:
-        print(json.dumps(result, indent=2))
-    elif args.json:
-        _write_json(result, args.json)
+    _emit(result, args.json)
     return 0
 
 
