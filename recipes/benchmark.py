@@ -1,10 +1,11 @@
-"""Benchmarks: training throughput, export inference latency, build time, side by side.
+"""Benchmarks: training throughput, export inference latency, build time, compile time and memory.
 
     python recipes/benchmark.py --train --model resnet56_cifar --compare fit,torch
     python recipes/benchmark.py --train --model resnet50 --batch-size 16 --compare fit,fit-keras-applications
     python recipes/benchmark.py --train --depths 20,56,110,164,1001,1202
     python recipes/benchmark.py --inference                     # ResNet-20 (32x32) and ResNet-50 (224x224)
     python recipes/benchmark.py --build
+    python recipes/benchmark.py --compile --depths 164,1001 --modes scan,scan-remat   # JAX
 
 The logic lives in :mod:`keras_resnet.bench`.
 """

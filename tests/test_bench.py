@@ -167,9 +167,30 @@ def test_an_option_of_another_mode_is_refused(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["--inference", "--batch-size", "8"])
     assert info.value.code == 2
-    assert "--batch-size belongs to --train, not --inference" in capsys.readouterr().err
+    assert "--batch-size belongs to --train or --compile, not --inference" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["--train", "--inference"])   # one mode at a time
+    with pytest.raises(SystemExit):
+        cli.main(["--compile", "--models", "resnet20"])
+    assert "--models belongs to --inference, not --compile" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["--build", "--depths", "164"])
+    assert "--depths belongs to --train or --compile, not --build" in capsys.readouterr().err
+
+
+def test_compile_mode_refuses_bad_modes_and_depths_before_measuring(capsys, tmp_path):
+    from keras_resnet.bench import compile_memory
+    from keras_resnet.cli import bench as cli
+
+    assert cli.COMPILE_MODES == compile_memory.MODES   # the parser's copy (no JAX import)
+    out = tmp_path / "rows.jsonl"
+    assert cli.main(["--compile", "--modes", "scan,bogus", "--json", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --modes: 'bogus' is not one of scan, scan-remat, scan-remat-convs, "
+                   "unroll, unroll-remat")
+    assert cli.main(["--compile", "--depths", "164,x"]) == 2
+    assert "--depths: '164,x' is not a comma-separated list" in capsys.readouterr().err
+    assert not out.exists()   # nothing measured, nothing written
 
 
 @requires_tensorflow

@@ -10,7 +10,7 @@ resident set on the CPU. Each measurement runs in a fresh process with a time
 limit (:func:`measure_isolated`), so one slow compilation cannot hold up the
 rest and every peak is its own.
 
-    python -m keras_resnet.bench.compile_memory --depths 110,164,1001,1202 \\
+    KERAS_BACKEND=jax python recipes/benchmark.py --compile --depths 110,164,1001,1202 \\
         --modes scan,scan-remat --batch-size 16 --json depths.jsonl
 
 Modes: ``scan`` (the engine's default: one ``jax.lax.scan`` per run of
@@ -18,16 +18,12 @@ identical blocks, :mod:`keras_resnet.training.scan`), ``unroll`` (every block
 compiled into the step), and either with ``-remat`` (every block recomputed in
 the backward pass, :mod:`keras_resnet.training.remat`; ``-remat-convs`` keeps
 the convolutions' outputs). ``--memory-scheduler`` runs XLA's CPU scheduler
-that plans for memory instead of concurrency
-(``--xla_cpu_enable_concurrency_optimized_scheduler=false``).
+that plans for memory instead of concurrency (:data:`MEMORY_SCHEDULER_FLAG`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
 import time
 
 MODES = ("scan", "scan-remat", "scan-remat-convs", "unroll", "unroll-remat")
@@ -165,49 +161,3 @@ def row_text(r):
 HEADER = (f"{'depth':>5} {'mode':<17} {'compile s':>9} {'cpu s':>9} {'step 1 s':>9} "
           f"{'step 2 s':>9} "
           f"{'temp GiB':>9} {'peak GiB':>9}")  # cpu s: lowering and compiling, CPU time
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m keras_resnet.bench.compile_memory",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--depths", default="110,164,1001,1202", help="comma-separated CIFAR depths")
-    p.add_argument("--modes", default="scan,scan-remat",
-                   help=f"comma-separated: {', '.join(MODES)}")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--steps", type=int, default=2, choices=(0, 1, 2),
-                   help="steps run with the compiled program (default: 2; 0: compile only)")
-    p.add_argument("--post-activation", action="store_true",
-                   help="post-activation nets (default: pre-activation)")
-    p.add_argument("--repeats", type=int, default=1,
-                   help="rounds over every (depth, mode), interleaved (default: 1)")
-    p.add_argument("--timeout", type=float, default=600, help="seconds per measurement")
-    p.add_argument("--memory-scheduler", action="store_true",
-                   help="XLA's CPU scheduler that plans for memory (" + MEMORY_SCHEDULER_FLAG + ")")
-    p.add_argument("--json", default=None, metavar="FILE", help="append one JSON line per row")
-    args = p.parse_args(argv)
-    try:
-        depths = [int(d) for d in args.depths.split(",") if d]
-        modes = [m for m in args.modes.split(",") if m]
-        for m in modes:
-            _mode(m)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(HEADER, flush=True)
-    for _ in range(args.repeats):
-        for depth in depths:
-            for mode in modes:
-                r = measure_isolated(depth, mode=mode, timeout=args.timeout,
-                                     memory_scheduler=args.memory_scheduler,
-                                     batch_size=args.batch_size, steps=args.steps,
-                                     preact=not args.post_activation)
-                r["memory_scheduler"] = args.memory_scheduler
-                print(row_text(r), flush=True)
-                if args.json:
-                    with open(args.json, "a") as f:
-                        f.write(json.dumps(r) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

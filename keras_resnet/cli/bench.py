@@ -1,4 +1,5 @@
-"""``recipes/benchmark.py``: one parser, three modes (``--train``, ``--inference``, ``--build``).
+"""``recipes/benchmark.py``: one parser, four modes (``--train``, ``--inference``, ``--build``,
+``--compile``).
 
 Each mode has its own argument group; an option of another mode is refused
 with one line naming it. ``--help`` imports neither Keras nor TensorFlow.
@@ -12,7 +13,9 @@ import sys
 from keras_resnet.cli.fields import Parser
 from keras_resnet.training.config import PRECISIONS
 
-MODES = ("train", "inference", "build")
+MODES = ("train", "inference", "build", "compile")
+COMPILE_MODES = ("scan", "scan-remat", "scan-remat-convs", "unroll", "unroll-remat")
+# keras_resnet.bench.compile_memory.MODES, without importing it
 TRAIN_COMPARE = ("keras-applications", "fit", "fit-keras-applications", "torch", "unfused-bn",
                  "explicit-pad")   # keras_resnet.bench.throughput.COMPARE, without importing it
 INFERENCE_MODELS = ("resnet20", "resnet50")   # keras_resnet.bench.inference.MODELS
@@ -20,7 +23,12 @@ INFERENCE_MODELS = ("resnet20", "resnet50")   # keras_resnet.bench.inference.MOD
 _OWNER = {"model": "train", "batch_size": "train", "precision": "train", "xla": "train",
           "steps_per_execution": "train", "image_size": "train", "compare": "train",
           "fit_steps": "train", "remat": "train", "depths": "train", "no_preact": "train",
-          "models": "inference", "threads": "inference"}
+          "models": "inference", "threads": "inference",
+          "modes": "compile", "steps": "compile", "timeout": "compile",
+          "memory_scheduler": "compile"}
+# Options two modes share: {option: modes}.
+_SHARED = {"batch_size": ("train", "compile"), "depths": ("train", "compile"),
+           "no_preact": ("train", "compile")}
 
 
 def build_parser():
@@ -39,6 +47,10 @@ def build_parser():
     mode.add_argument("--build", dest="mode", action="store_const", const="build",
                       help="build time of ResNet-1001 (pre-act) and ResNet-1202, each in a "
                            "fresh process, interleaved; median of --repeats")
+    mode.add_argument("--compile", dest="mode", action="store_const", const="compile",
+                      help="JAX: compile time, XLA's temporary memory, the first two steps' "
+                           "time and the peak memory of deep CIFAR nets' training step, one "
+                           "fresh process per measurement (docs/scale.md)")
     p.add_argument("--repeats", type=int, default=None,
                    help="interleaved repetitions; the median is reported (default 5 with "
                         "--train, 15 with --inference, 3 with --build)")
@@ -67,14 +79,27 @@ def build_parser():
                    help="steps per model.fit call in the fit comparisons (default: 10)")
     t.add_argument("--remat", action="store_true", help="rematerialise every residual block")
     t.add_argument("--depths", default=None,
-                   help="comma-separated CIFAR depths: one fresh process each, the depth table")
+                   help="comma-separated CIFAR depths: one fresh process each, the depth table "
+                        "(with --compile: default 110,164,1001,1202)")
     t.add_argument("--no-preact", action="store_true",
-                   help="with --depths: post-activation nets (default: pre-activation)")
+                   help="with --depths or --compile: post-activation nets (default: "
+                        "pre-activation)")
     i = p.add_argument_group("--inference")
     i.add_argument("--models", default=None,
                    help=f"comma-separated, from {', '.join(INFERENCE_MODELS)} (default: all)")
     i.add_argument("--threads", type=int, default=None,
                    help="TFLite interpreter threads (default: all CPU cores)")
+    c = p.add_argument_group("--compile (also --depths, --batch-size, --no-preact, --repeats, "
+                             "--json: one JSON line per row appended)")
+    c.add_argument("--modes", default=None,
+                   help=f"comma-separated, from {', '.join(COMPILE_MODES)} (default: "
+                        "scan,scan-remat)")
+    c.add_argument("--steps", type=int, default=None, choices=(0, 1, 2),
+                   help="steps run with the compiled program (default: 2; 0: compile only)")
+    c.add_argument("--timeout", type=float, default=None,
+                   help="seconds per measurement (default: 600)")
+    c.add_argument("--memory-scheduler", action="store_true",
+                   help="XLA's CPU scheduler that plans for memory instead of concurrency")
     return p
 
 
@@ -95,13 +120,21 @@ def _write_json(result, path):
         json.dump(result, f, indent=2)
 
 
+def _depths(text):
+    """``--depths``'s comma-separated CIFAR depths as ints; a bad item names the flag."""
+    try:
+        return [int(d) for d in text.split(",") if d]
+    except ValueError:
+        raise ValueError(f"--depths: {text!r} is not a comma-separated list of depths") from None
+
+
 def run_train(args):
     from keras_resnet.bench.machine import machine
 
     if args.depths:
         from keras_resnet.bench.depths import depth_table
 
-        depths = [int(d) for d in args.depths.split(",") if d]
+        depths = _depths(args.depths)
         rows = depth_table(depths, batch_size=args.batch_size or 16,
                            precision=args.precision or "float32", preact=not args.no_preact,
                            repeats=args.repeats or 5, remat=args.remat)
@@ -166,7 +199,35 @@ def run_inference(args):
     return 0
 
 
-RUNNERS = {"train": run_train, "inference": run_inference, "build": run_build}
+def run_compile(args):
+    from keras_resnet.bench.compile_memory import HEADER, measure_isolated, row_text
+
+    depths = _depths(args.depths or "110,164,1001,1202")
+    modes = [m for m in (args.modes or "scan,scan-remat").split(",") if m]
+    bad = [m for m in modes if m not in COMPILE_MODES]
+    if bad:
+        raise ValueError(f"--modes: {bad[0]!r} is not one of {', '.join(COMPILE_MODES)}")
+    if args.json:   # checked writable before any measurement
+        open(args.json, "a").close()
+    print(HEADER, flush=True)
+    for _ in range(args.repeats or 1):
+        for depth in depths:
+            for mode in modes:
+                r = measure_isolated(depth, mode=mode, timeout=args.timeout or 600,
+                                     memory_scheduler=args.memory_scheduler,
+                                     batch_size=args.batch_size or 16,
+                                     steps=2 if args.steps is None else args.steps,
+                                     preact=not args.no_preact)
+                r["memory_scheduler"] = args.memory_scheduler
+                print(row_text(r), flush=True)
+                if args.json:
+                    with open(args.json, "a") as f:
+                        f.write(json.dumps(r) + "\n")
+    return 0
+
+
+RUNNERS = {"train": run_train, "inference": run_inference, "build": run_build,
+           "compile": run_compile}
 
 
 def main(argv=None):
@@ -174,10 +235,11 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     given = [k for k, owner in _OWNER.items()
-             if owner != args.mode and getattr(args, k) not in (None, False)]
+             if args.mode not in _SHARED.get(k, (owner,)) and getattr(args, k) not in (None, False)]
     if given:
         option = "--" + given[0].replace("_", "-")
-        parser.error(f"{option} belongs to --{_OWNER[given[0]]}, not --{args.mode}")
+        owners = " or ".join(f"--{m}" for m in _SHARED.get(given[0], (_OWNER[given[0]],)))
+        parser.error(f"{option} belongs to {owners}, not --{args.mode}")
     try:
         return RUNNERS[args.mode](args)
     except ValueError as e:

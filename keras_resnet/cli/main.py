@@ -7,7 +7,8 @@
     keras-resnet analyze lesion|paths|shattered_gradients [FLAGS]
     keras-resnet export MODEL [FLAGS]                  recipes/export.py
     keras-resnet predict MODEL IMAGES... [FLAGS]       recipes/predict.py
-    keras-resnet bench --train|--inference|--build     recipes/benchmark.py
+    keras-resnet bench --train|--inference|--build|--compile
+                                                       recipes/benchmark.py
     keras-resnet data [FLAGS]                          python -m keras_resnet.data
     keras-resnet zoo [--markdown] [NAMES]; keras-resnet summary NAME
 
