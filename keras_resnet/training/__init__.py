@@ -12,7 +12,9 @@ Modules, each one concern:
 * ``engine``: the engine interface, and the loss, L2 penalty, accuracy and
   evaluation sums both engines compute (``keras.ops``);
 * ``engine_tf`` / ``engine_jax``: compiling, distributing and feeding per backend;
-* ``trainer``: the loop, as a few named steps;
+* ``trainer``: the loop, as a few named steps, and its checkpoints and resuming;
+* ``outputs``: what a run writes besides (config.json, TensorBoard, metrics.json,
+  the export), a mixin of the trainer;
 * ``environment``: the backend's environment, and importing it quietly;
 * ``report``: the run's last lines (what was written where, what to run next).
 
