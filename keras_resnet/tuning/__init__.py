@@ -17,6 +17,9 @@ directories, schedules, precision, GPUs, resumable): ``python recipes/tune.py``.
 Modules:
 
 * ``space``: the search space and its checks, counting and budgets (no Keras);
+* ``hyperparameters``: the hyperparameter names and defaults, ``Range``, ``Space``
+  and the depths of each family, re-exported by ``space``;
+* ``rebuild``: :func:`best_call`, a trial as the builder call that rebuilds it;
 * ``hypermodel``: :class:`ResNetHyperModel` and :class:`OverBudget`;
 * ``oracles``: :func:`budgeted`, in-budget trial accounting for any tuner (and
   ``SearchFailed`` when no trial completed);

@@ -1,19 +1,22 @@
 """The search space of a ResNet search, resolved from the tables and checked, without Keras.
 
-A :class:`Space` holds the choices a search may make (depths, widths,
-pre-activation, blocks, shortcuts, learning rates, weight decays) and the
-budgets. It maps a trial's hyperparameter values to the arguments of
-``keras_resnet.ResNet`` (:meth:`Space.builder_kwargs`), counts the network they
-describe from the architecture (:meth:`Space.counts`, no weights allocated) and
-says whether it is over budget (:meth:`Space.rejection`). The KerasTuner
-hypermodel (:mod:`keras_resnet.tuning.hypermodel`) declares this space to
-KerasTuner; the search recipe's command line checks its flags with it before
-importing Keras.
+:func:`resolve_space` checks a search's arguments (each error names the
+argument, the value received and what is allowed) and resolves them into a
+:class:`Space`: the choices a search may make (depths, widths, pre-activation,
+blocks, shortcuts, learning rates, weight decays), the budgets, and the
+cheapest candidate as the defaults. A :class:`Space` maps a trial's
+hyperparameter values to the arguments of ``keras_resnet.ResNet``
+(:meth:`Space.builder_kwargs`), counts the network they describe from the
+architecture (:meth:`Space.counts`, no weights allocated) and says whether it is
+over budget (:meth:`Space.rejection`). The KerasTuner hypermodel
+(:mod:`keras_resnet.tuning.hypermodel`) declares this space to KerasTuner; the
+search recipe's command line checks its flags with it before importing Keras.
 
-Depths come from :mod:`keras_resnet.specs`: the CIFAR family offers every depth
-of its rules (6n+2 with basic blocks, 9n+2 with bottlenecks, He et al. 2015 and
-2016) up to :data:`DEFAULT_MAX_CIFAR_DEPTH`, the ImageNet family the depths of
-its table.
+This module holds the checks; the names, defaults, :class:`Range`,
+:class:`Space` and the depths of each family are declared in
+:mod:`keras_resnet.tuning.hyperparameters`, and :func:`best_call` (a trial as
+the builder call that rebuilds it) is :mod:`keras_resnet.tuning.rebuild`; both
+are re-exported here.
 
 Example:
 
@@ -33,184 +36,14 @@ import itertools
 import math
 
 from keras_resnet import architecture as A
-from keras_resnet import counting, specs
-
-# Hyperparameter names: a user fixes or narrows a choice by these names
-# (``hp.Fixed(keras_resnet.tuning.DEPTH, 56)``), results.csv uses them as columns.
-FAMILY = "family"
-DEPTH = "depth"
-BLOCK = "block"
-WIDTH = "width"
-PREACT = "preact"
-SHORTCUT = "shortcut"
-LEARNING_RATE = "learning_rate"
-WEIGHT_DECAY = "weight_decay"
-HYPERPARAMETERS = (FAMILY, DEPTH, BLOCK, WIDTH, PREACT, SHORTCUT, LEARNING_RATE, WEIGHT_DECAY)
-
-# The deepest CIFAR net offered by default: ResNet-110, the deepest of He et al.
-# 2015's main CIFAR table (their 1202-layer net overfits). ``depths=`` goes deeper.
-DEFAULT_MAX_CIFAR_DEPTH = 110
-DEFAULT_WIDTHS = (1, 2, 4)
-# The papers' optimiser settings (He et al. 2015, section 4.2): lr 0.1 at batch
-# 128, weight decay 1e-4, momentum 0.9.
-DEFAULT_LEARNING_RATE = 0.1
-DEFAULT_WEIGHT_DECAY = 1e-4
-MOMENTUM = 0.9
-
-
-@dataclasses.dataclass(frozen=True)
-class Range:
-    """A (min, max) range of a numeric hyperparameter: ints step 1, floats continuous."""
-
-    low: float
-    high: float
-    log: bool = False
-
-    @property
-    def integer(self):
-        return isinstance(self.low, int) and isinstance(self.high, int)
-
-
-@dataclasses.dataclass(frozen=True)
-class Space:
-    """A resolved search space: the choices of every hyperparameter, budgets, input and head.
-
-    Build it with :func:`resolve_space`, which checks every argument. Choices are
-    tuples (a single value is fixed); ``widths``, ``learning_rates`` and
-    ``weight_decays`` may instead be a :class:`Range`. ``blocks`` and
-    ``shortcuts`` are None when the depth table and the family decide them.
-    ``defaults`` are the values of the cheapest candidate in the space (fewest
-    multiply-adds): KerasTuner builds the defaults once when a tuner is created
-    and grid search starts there, so they must fit the budgets.
-    """
-
-    family: str
-    input_shape: tuple
-    classes: int
-    depths: tuple
-    widths: tuple | Range
-    preact: tuple
-    blocks: tuple | None
-    shortcuts: tuple | None
-    learning_rates: tuple | Range
-    weight_decays: tuple | Range
-    max_params: int | None
-    max_macs: int | None
-    data_format: str
-    defaults: dict = dataclasses.field(default_factory=dict, compare=False)
-
-    def builder_kwargs(self, values):
-        """The architecture arguments of ``keras_resnet.ResNet`` for a trial's values.
-
-        Args:
-            values: a dict of hyperparameter values (a KerasTuner ``hp.values``;
-                other keys, such as Hyperband's ``tuner/epochs``, are ignored).
-        """
-        kwargs = {"depth": values[DEPTH], "family": self.family}
-        if values.get(BLOCK) is not None:
-            kwargs["block"] = values[BLOCK]
-        kwargs["width"] = values[WIDTH]
-        kwargs["preact"] = bool(values[PREACT])
-        if values.get(SHORTCUT) is not None:
-            kwargs["shortcut"] = values[SHORTCUT]
-        return kwargs
-
-    def architecture(self, values):
-        """The resolved :class:`~keras_resnet.architecture.Architecture` of a trial."""
-        return A.resolve_resnet(input_shape=self.input_shape, data_format=self.data_format,
-                                classes=self.classes, **self.builder_kwargs(values))
-
-    def counts(self, values):
-        """Trainable parameters and multiply-adds of a trial's network, without building it."""
-        return counting.count(input_shape=self.input_shape, classes=self.classes,
-                              data_format=self.data_format, **self.builder_kwargs(values))
-
-    def rejection(self, values):
-        """Why a trial's network is over budget (one line), or None when it fits."""
-        if self.max_params is None and self.max_macs is None:
-            return None
-        n = self.counts(values)
-        over = []
-        if self.max_params is not None and n.params > self.max_params:
-            over.append(f"{n.params:,} trainable parameters > max_params={self.max_params:,}")
-        if self.max_macs is not None and n.macs is not None and n.macs > self.max_macs:
-            over.append(f"{n.macs:,} multiply-adds > max_macs={self.max_macs:,}")
-        if not over:
-            return None
-        return f"over budget: {describe(values)} has {' and '.join(over)}"
-
-    def training_values(self, values):
-        """``(learning_rate, weight_decay)`` of a trial (the papers' values when not searched)."""
-        return (float(values.get(LEARNING_RATE, DEFAULT_LEARNING_RATE)),
-                float(values.get(WEIGHT_DECAY, DEFAULT_WEIGHT_DECAY)))
-
-
-def describe(values):
-    """A short name of a trial's network: ``ResNet-56 width 2 preact shortcut B``."""
-    text = f"ResNet-{values[DEPTH]}"
-    if values.get(BLOCK) is not None:
-        text += f" {values[BLOCK]}"
-    text += f" width {_number(values[WIDTH])}"
-    if values.get(PREACT):
-        text += " preact"
-    if values.get(SHORTCUT) is not None:
-        text += f" shortcut {values[SHORTCUT]}"
-    return text
-
-
-def _number(x):
-    """``2`` for 2 and 2.0, ``1.5`` for 1.5, four significant digits for the rest."""
-    if isinstance(x, float) and x.is_integer():
-        return str(int(x))
-    return f"{x:.4g}" if isinstance(x, float) else str(x)
-
-
-# -- candidate depths ------------------------------------------------------------------------
-
-def family_depths(family, blocks=None, max_depth=None):
-    """Every depth the builder accepts for ``family`` (and each of ``blocks``), ascending.
-
-    CIFAR depths follow the rules 6n+2 (basic) and 9n+2 (bottleneck) up to
-    ``max_depth`` (default :data:`DEFAULT_MAX_CIFAR_DEPTH`); ImageNet depths are
-    the rows of ``specs.IMAGENET_DEPTHS``.
-
-    Example:
-
-    >>> family_depths("cifar", max_depth=30)
-    (8, 11, 14, 20, 26, 29)
-    >>> family_depths("cifar", blocks=("basic", "bottleneck"), max_depth=60)
-    (20, 38, 56)
-    >>> family_depths("imagenet", blocks=("bottleneck",))
-    (50, 101, 152, 200)
-    """
-    if family == "imagenet":
-        return tuple(d for d, (block, _) in sorted(specs.IMAGENET_DEPTHS.items())
-                     if blocks is None or all(b == block for b in blocks))
-    max_depth = DEFAULT_MAX_CIFAR_DEPTH if max_depth is None else max_depth
-    return tuple(d for d in range(1, max_depth + 1) if _fits(family, d, blocks))
-
-
-def _fits(family, depth, blocks):
-    """Does ``depth`` have a net in ``family`` for every one of ``blocks`` (any block: None)?"""
-    if family == "imagenet":
-        entry = specs.IMAGENET_DEPTHS.get(depth)
-        return entry is not None and (blocks is None or all(b == entry[0] for b in blocks))
-    fits = specs.cifar_blocks_for(depth)
-    if blocks is None:
-        return bool(fits)
-    return all(b in fits for b in blocks)
-
-
-def _allowed_depths_text(family, blocks):
-    if family == "imagenet":
-        depths = family_depths("imagenet", blocks)
-        return ", ".join(map(str, depths)) if depths else "none"
-    rules = {"basic": "6n+2 (8, 14, 20, 26, 32, ...)", "bottleneck": "9n+2 (11, 20, 29, 38, ...)"}
-    if blocks is None:
-        return f"{rules['basic']} or {rules['bottleneck']}"
-    if len(blocks) == 1:
-        return rules[blocks[0]]
-    return "depths of both rules, 18n+2 (20, 38, 56, ...)"
+from keras_resnet import specs
+# The declaration and the builder call of a trial, re-exported: ``tuning.space`` is
+# where the search's modules and users find every name of the space.
+from keras_resnet.tuning.hyperparameters import (  # noqa: F401
+    BLOCK, DEFAULT_LEARNING_RATE, DEFAULT_MAX_CIFAR_DEPTH, DEFAULT_WEIGHT_DECAY, DEFAULT_WIDTHS,
+    DEPTH, FAMILY, HYPERPARAMETERS, LEARNING_RATE, MOMENTUM, PREACT, SHORTCUT, WEIGHT_DECAY, WIDTH,
+    Range, Space, _allowed_depths_text, _fits, _number, describe, family_depths)
+from keras_resnet.tuning.rebuild import _values, best_call  # noqa: F401
 
 
 # -- argument checks ---------------------------------------------------------------------------
@@ -414,66 +247,3 @@ def resolve_space(family="cifar", input_shape=None, classes=None, *, depths=None
                 BLOCK: values[BLOCK], SHORTCUT: values[SHORTCUT],
                 LEARNING_RATE: _first(learning_rates), WEIGHT_DECAY: _first(weight_decays)}
     return dataclasses.replace(space, depths=depths, defaults=defaults)
-
-
-# -- the builder call of a trial -------------------------------------------------------------
-
-def _values(hp):
-    """A trial's values from a KerasTuner ``HyperParameters`` (its ``.values``) or a dict."""
-    values = hp if isinstance(hp, dict) else getattr(hp, "values", None)
-    if not isinstance(values, dict) or DEPTH not in values:
-        raise TypeError(f"Argument `hp` must be a keras_tuner.HyperParameters or a dict of "
-                        f"hyperparameter values with a {DEPTH!r} entry; received {hp!r}.")
-    return values
-
-
-def best_call(hp, **kwargs):
-    """The ``keras_resnet.ResNet(...)`` source line that rebuilds a trial's architecture.
-
-    Args:
-        hp: the trial's ``keras_tuner.HyperParameters`` (for example
-            ``tuner.get_best_hyperparameters()[0]``) or a dict of its values.
-        **kwargs: more builder arguments to write after the architecture's, such
-            as ``input_shape`` and ``classes``.
-
-    Returns:
-        str: a call with only the arguments that differ from the builder's
-        defaults, so that ``eval`` of it (after ``import keras_resnet``) builds
-        the trial's network.
-
-    Example:
-
-    >>> best_call({DEPTH: 56, WIDTH: 2, PREACT: True, FAMILY: "cifar"})
-    'keras_resnet.ResNet(depth=56, preact=True, width=2)'
-    >>> best_call({DEPTH: 50, WIDTH: 1.0, PREACT: False, FAMILY: "cifar"}, classes=10)
-    "keras_resnet.ResNet(depth=50, family='cifar', classes=10)"
-    """
-    values = _values(hp)
-    never = getattr(hp, "keras_resnet_never_completed", None)   # set by budgeted's oracle
-    if never:
-        raise ValueError(f"Argument `hp` is the hyperparameters of {never}, which never "
-                         "trained to completion: no network to rebuild; check the search's "
-                         "failed trials.")
-    depth = values[DEPTH]
-    family = values.get(FAMILY) or ("imagenet" if depth in specs.IMAGENET_DEPTHS else "cifar")
-    args = {"depth": depth}
-    try:
-        inferred = A.resolve_family(depth)
-    except ValueError:
-        inferred = None
-    if inferred != family:
-        args["family"] = family
-    if values.get(PREACT):
-        args["preact"] = True
-    default = A.resolve_resnet(depth, family=family)
-    chosen = A.resolve_resnet(depth, family=family, block=values.get(BLOCK),
-                              shortcut=values.get(SHORTCUT))
-    if chosen.block != default.block:
-        args["block"] = chosen.block
-    width = values.get(WIDTH, 1)
-    if width != 1:
-        args["width"] = int(width) if float(width).is_integer() else width
-    if chosen.shortcut != default.shortcut:
-        args["shortcut"] = chosen.shortcut
-    args.update(kwargs)
-    return "keras_resnet.ResNet(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")"
