@@ -1,16 +1,17 @@
 """keras.applications ResNets and torchvision/timm state dicts in, keras_resnet models out.
 
 This module sits above both the builder (:mod:`keras_resnet.models`) and the
-weight loading (:mod:`keras_resnet.weights`): it recognises a keras.applications
-model, builds the keras_resnet network of the same layout and transfers the
-weights into it (biases and epsilon folded, see :mod:`keras_resnet.weights`).
+weight conversions (:mod:`keras_resnet.weights_keras`,
+:mod:`keras_resnet.weights_torch`): it recognises a keras.applications model,
+builds the keras_resnet network of the same layout and transfers the weights
+into it (biases and epsilon folded, see :mod:`keras_resnet.weights_keras`).
 """
 
 from __future__ import annotations
 
 import keras
 
-from keras_resnet import models, weights, weights_torch
+from keras_resnet import models, weights_keras, weights_torch
 from keras_resnet.architecture import LAYOUTS
 
 
@@ -42,7 +43,7 @@ def from_keras_applications(model, *, name=None):
     if not isinstance(model, keras.Model):
         raise TypeError(f"Argument `model` must be a keras.Model built by keras.applications; "
                         f"received {type(model).__name__}.")
-    flavor = weights.detect_flavor((layer.name for layer in model.layers), "model")
+    flavor = weights_keras.detect_flavor((layer.name for layer in model.layers), "model")
     names = {layer.name for layer in model.layers}
     include_top = "predictions" in names
     pooling = None if include_top else ("avg" if "avg_pool" in names else
@@ -58,7 +59,7 @@ def from_keras_applications(model, *, name=None):
                            input_shape=tuple(model.input_shape[1:]),
                            data_format=stem.data_format, name=name,
                            **LAYOUTS[flavor.preact], **kwargs)
-    weights.transfer(model, target)
+    weights_keras.transfer(model, target)
     return target
 
 
