@@ -24,8 +24,8 @@ from keras_resnet.pretrained import (  # noqa: F401
     FIXED_FIELDS, IMAGENET_CLASSES, IMAGENET_WEIGHT_DEPTHS, LAYOUTS, check_weights_argument,
     imagenet_layout)
 from keras_resnet.validation import (  # noqa: F401
-    check_bool, check_choice, check_depth_type, check_head, check_input_shape, check_int,
-    check_number, check_rate, check_seed, check_width, spatial_size)
+    check_bool, check_choice, check_depth_type, check_extras, check_head, check_input_shape,
+    check_int, check_number, check_rate, check_seed, check_width, spatial_size)
 
 # BatchNorm defaults bound once (torchvision/flax conventions: momentum 0.9 in
 # Keras terms, epsilon 1e-5).
@@ -225,7 +225,7 @@ def _architecture(family, block, stage_blocks, width, *, preact, ordering=None,
                              f"network uses {block!r} blocks (leave it unset).")
     if downsample_at is not None:
         check_choice("downsample_at", downsample_at, specs.DOWNSAMPLE_AT)
-    _check_options(options)
+    check_extras(options)
     base = specs.STAGE_FILTERS[family]
     filters = tuple(scale(f, width) for f in base)
     # Wide bottlenecks widen the inner layers only (Zagoruyko & Komodakis 2016):
@@ -262,26 +262,6 @@ def _check_option_a(family, block, filters, out, width, options):
                 "shortcut='B' (projections) or a width of at least "
                 f"{channels / (f * expansion / width):g}.")
         channels = stage_out
-
-
-def _check_options(options):
-    """Check the extras stored in the record as they are (None: the default)."""
-    checks = {
-        "skip": lambda v: check_choice("skip", v, specs.SKIPS),
-        "dropout_rate": lambda v: check_rate("dropout_rate", v),
-        "zero_init": lambda v: check_bool("zero_init", v),
-        "stem_bias": lambda v: check_bool("stem_bias", v),
-        "gate_bias": lambda v: check_number("gate_bias", v, allowed="a finite number (the "
-                                            "initial bias b_g of the gate)"),
-        "bn_momentum": lambda v: check_number("bn_momentum", v, low=0.0, high=1.0,
-                                              allowed="a float in [0, 1]"),
-        "bn_epsilon": lambda v: check_number("bn_epsilon", v, low=0.0, low_open=True,
-                                             allowed="a positive float"),
-        "seed": check_seed,
-    }
-    for key, value in options.items():
-        if value is not None and key in checks:
-            checks[key](value)
 
 
 def stage_plan(arch):

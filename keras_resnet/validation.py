@@ -3,7 +3,8 @@
 Every check raises a ``ValueError`` or ``TypeError`` that names the argument in
 backticks, shows the value received and says what is allowed. The builders
 (:mod:`keras_resnet.architecture`, :mod:`keras_resnet.models`), the layers and the
-counting call these; none writes its own. No Keras here.
+counting call these; none writes its own; the extras an ``Architecture`` stores
+are checked together (:func:`check_extras`). No Keras here.
 """
 
 from __future__ import annotations
@@ -131,3 +132,25 @@ def check_input_shape(input_shape, data_format):
         raise ValueError(f"Argument `input_shape` needs a known channel count; "
                          f"received {input_shape!r}.")
     return tuple(input_shape)
+
+
+# -- the extras ---------------------------------------------------------------------------
+
+def check_extras(options):
+    """Check the extras an ``Architecture`` stores as they are (None: the default)."""
+    checks = {
+        "skip": lambda v: check_choice("skip", v, specs.SKIPS),
+        "dropout_rate": lambda v: check_rate("dropout_rate", v),
+        "zero_init": lambda v: check_bool("zero_init", v),
+        "stem_bias": lambda v: check_bool("stem_bias", v),
+        "gate_bias": lambda v: check_number("gate_bias", v, allowed="a finite number (the "
+                                            "initial bias b_g of the gate)"),
+        "bn_momentum": lambda v: check_number("bn_momentum", v, low=0.0, high=1.0,
+                                              allowed="a float in [0, 1]"),
+        "bn_epsilon": lambda v: check_number("bn_epsilon", v, low=0.0, low_open=True,
+                                             allowed="a positive float"),
+        "seed": check_seed,
+    }
+    for key, value in options.items():
+        if value is not None and key in checks:
+            checks[key](value)
