@@ -324,6 +324,35 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def test_trials_checking_their_run_directories_at_once_both_pass(tmp_path, monkeypatch):
+    """Two trials' processes starting together check DIR/runs/trial_<id> under a missing DIR/runs.
+
+    Both interleavings that failed one trial of a distributed search (its one line:
+    "--run-dir ... cannot be created or written (File exists)" or "(No such file or
+    directory)"), played in one process: the other process's check makes DIR/runs just
+    before this one does, or removes the DIR/runs it made just before this one makes its
+    trial's folder in it.
+    """
+    from keras_resnet.training.rundir import check_output_dir
+
+    runs, mkdir = tmp_path / "runs", os.mkdir
+    moves = []
+
+    def other_process_first(path, *args, **kwargs):
+        if moves:
+            moves.pop(0)(os.fspath(path))
+        return mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", other_process_first)
+    moves.append(lambda path: mkdir(path))   # the other check makes DIR/runs first
+    check_output_dir(str(runs / "trial_0"), "--run-dir")
+    assert os.listdir(tmp_path) == ["runs"] and os.listdir(runs) == []   # its folder stays
+
+    moves.append(lambda path: os.rmdir(runs))   # ... then removes it: checked again
+    check_output_dir(str(runs / "trial_1"), "--run-dir")
+    assert not moves and os.listdir(tmp_path) == []   # nothing of this check is left
+
+
 def test_distributed_chief_and_two_workers_share_the_trials(tmp_path):
     args = [*DIGITS, "--depths", "8", "--widths", "1,2", "--max-trials", "4", "--epochs", "2",
             "--dir", "d"]

@@ -113,26 +113,37 @@ def default_run_dir(config, root="runs", fresh=False):
     return f"{base}-{n}", False
 
 
+# Attempts of check_output_dir when a folder on its way vanishes (see there).
+_CHECK_ATTEMPTS = 5
+
+
 def check_output_dir(path, flag):
     """Can ``path`` be created (if missing) and written? ConfigError naming ``flag`` if not.
 
     Called before any work starts, so a typo in an output location fails in one
     line instead of after hours of training. The check creates what is missing
     and one empty file, then removes what it created: nothing is left behind.
+
+    Several processes may check locations under the same missing folder at
+    once (the trials of a distributed search starting together, in
+    ``DIR/runs/trial_<id>``; the chief and workers checking ``--dir``): a
+    folder another process made meanwhile is used and left to it, and when one
+    it made vanishes under this check (that process removing what its own check
+    made) the check starts again. Only a folder this call made is removed.
     """
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(f"{flag} {path} exists and is not a directory; choose another {flag}.")
     created = []
     try:
-        missing, head = [], os.path.abspath(path)
-        while not os.path.exists(head):
-            missing.append(head)
-            head = os.path.dirname(head)
-        for folder in reversed(missing):
-            os.mkdir(folder)
-            created.append(folder)
-        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=path)
+        for attempt in range(_CHECK_ATTEMPTS):
+            try:
+                _make_missing(os.path.abspath(path), created)
+                fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=path)
+                break
+            except FileNotFoundError:
+                if attempt == _CHECK_ATTEMPTS - 1:
+                    raise
         os.close(fd)
         os.remove(probe)
     except OSError as e:
@@ -142,8 +153,22 @@ def check_output_dir(path, flag):
         for folder in reversed(created):
             try:
                 os.rmdir(folder)
-            except OSError:
+            except OSError:   # gone already, or another process's files are in it now
                 pass
+
+
+def _make_missing(path, created):
+    """Make the missing folders down to ``path``; append those this call made to ``created``."""
+    missing, head = [], path
+    while not os.path.exists(head):
+        missing.append(head)
+        head = os.path.dirname(head)
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            continue   # made meanwhile by another process, which removes it
+        created.append(folder)
 
 
 def write_atomic(path, data):
