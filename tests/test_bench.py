@@ -91,12 +91,32 @@ def test_fit_callback_times_from_the_first_batch_to_on_train_end():
         assert timer.seconds == 6.0
 
 
-@requires_tensorflow
-def test_train_benchmark_measures_ours_and_the_comparisons_side_by_side(tmp_path, capsys):
+def resnet50_stand_in(built):
+    """A stand-in for ``keras.applications.ResNet50``: the same kinds of layers (biased
+    convolutions, BatchNorm, ReLU, pooling, a softmax classifier), a few hundred parameters.
+    It records the arguments it is called with in ``built``."""
+    import keras
+
+    def ResNet50(**kwargs):
+        built.append(kwargs)
+        inputs = keras.Input(kwargs["input_shape"])
+        x = keras.layers.Conv2D(8, 3, strides=2, name="conv1_conv")(inputs)
+        x = keras.layers.BatchNormalization(name="conv1_bn")(x)
+        x = keras.layers.Activation("relu", name="conv1_relu")(x)
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        outputs = keras.layers.Dense(kwargs["classes"], activation="softmax",
+                                     name="predictions")(x)
+        return keras.Model(inputs, outputs, name="resnet50")
+
+    return ResNet50
+
+
+def run_side_by_side(tmp_path, capsys, model, parameters, name):
+    """``--train --compare fit,keras-applications`` through the command line: the checks."""
     from keras_resnet.cli import bench as cli
 
     out = tmp_path / "r.json"
-    code = cli.main(["--train", "--model", "resnet20_cifar", "--batch-size", "4",
+    code = cli.main(["--train", "--model", model, "--batch-size", "4",
                      "--image-size", "32", "--compare", "fit,keras-applications",
                      "--repeats", "2", "--calls", "1", "--fit-steps", "3",
                      "--json", str(out)])
@@ -106,7 +126,7 @@ def test_train_benchmark_measures_ours_and_the_comparisons_side_by_side(tmp_path
     assert labels == ["keras_resnet (package loop)", "keras_resnet (model.fit)",
                       "keras.applications.ResNet50 (package loop)"]
     ours = result["results"][0]
-    assert ours["parameters"] == 269_722 and ours["model"] == "resnet20"
+    assert ours["parameters"] == parameters and ours["model"] == name
     assert ours["steps_per_execution"] == 4 and ours["calls"] == 2
     fit = result["results"][1]
     assert fit["steps_per_call"] == 3 and fit["calls"] == 2
@@ -118,34 +138,118 @@ def test_train_benchmark_measures_ours_and_the_comparisons_side_by_side(tmp_path
     assert result["peak_bytes"] > 0 and result["machine"]["backend"] == "tensorflow"
     printed = capsys.readouterr().out
     assert "keras.applications.ResNet50 (package loop)" in printed and "ratio" in printed
+    return result
 
 
 @requires_tensorflow
-def test_depth_table_runs_each_depth_in_a_fresh_process(tmp_path):
+def test_train_benchmark_measures_ours_and_the_comparisons_side_by_side(tmp_path, capsys,
+                                                                       monkeypatch):
+    """The harness end to end on tiny cases: a CIFAR ResNet-8 (``--model depth:8``) and a
+    small stand-in for keras.applications.ResNet50, called as the real one is; the
+    real ResNet-20 and ResNet50 run in the slow test below."""
+    import keras
+
+    from keras_resnet.bench import cases
+
+    built = []
+    monkeypatch.setattr(keras.applications, "ResNet50", resnet50_stand_in(built))
+    # ResNet-8 by hand (one block per stage): 3x3 stem 3->16 + BN; 16->16; 16->32 and
+    # 32->64 with option A (the first conv reads the narrower input); dense 64->10.
+    resnet8 = (27 * 16 + 2 * 16) + 2 * (9 * 16 * 16 + 2 * 16) \
+        + (9 * 16 * 32 + 9 * 32 * 32 + 4 * 32) + (9 * 32 * 64 + 9 * 64 * 64 + 4 * 64) \
+        + (64 * 10 + 10)
+    assert resnet8 == 75_290
+    run_side_by_side(tmp_path, capsys, "depth:8", resnet8, "resnet8")
+    assert built == [dict(weights=None, input_shape=(32, 32, 3), classes=10)]
+    # A zoo name resolves to its entry's arguments (the slow test runs one end to end).
+    assert cases.model_kwargs("resnet20_cifar", 32, 10) == {
+        "depth": 20, "family": "cifar", "input_shape": (32, 32, 3), "classes": 10}
+
+
+@pytest.mark.slow
+@requires_tensorflow
+def test_train_benchmark_side_by_side_with_the_real_resnet50(tmp_path, capsys):
+    """What the fast test above checks, with the zoo's ResNet-20 and the real
+    keras.applications.ResNet50 (25.6 M parameters) through the package's loop."""
+    run_side_by_side(tmp_path, capsys, "resnet20_cifar", 269_722, "resnet20")
+
+
+@requires_tensorflow
+def test_depth_table_runs_each_depth_in_a_fresh_process(tmp_path, monkeypatch):
+    """The command line in this process, a depth measured for real in a child process;
+    then, with the child replaced by a recorder, one child per depth, in order, with the
+    settings passed through, and a failed depth kept as a row."""
+    import types
+
+    from keras_resnet.bench import depths
+    from keras_resnet.cli import bench as cli
+    from keras_resnet.runs.isolation import IsolatedError
+
     out = tmp_path / "d.json"
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "recipes", "benchmark.py"),
-                           "--train", "--depths", "8,14", "--batch-size", "2", "--repeats", "1",
-                           "--json", str(out)], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert cli.main(["--train", "--depths", "8", "--batch-size", "2", "--repeats", "1",
+                     "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["depth_table"]
-    assert [r["depth"] for r in rows] == [8, 14]
+    assert [r["depth"] for r in rows] == [8]
     assert all(r["seconds_per_step"] > 0 and r["peak_bytes"] > 0 for r in rows)
     assert rows[0]["preact"] is True and rows[0]["block"] == "basic"
+    assert rows[0]["batch_size"] == 2 and rows[0]["backend"] == "tensorflow"
+
+    calls = []
+
+    def fake_run_isolated(fn, kwargs, output):
+        assert fn is depths.one_depth and output == os.devnull
+        calls.append(kwargs)
+        if kwargs["depth"] == 20:
+            raise IsolatedError("ResourceExhaustedError: OOM")
+        return types.SimpleNamespace(value=dict(rows[0], depth=kwargs["depth"]))
+
+    monkeypatch.setattr(depths, "run_isolated", fake_run_isolated)
+    assert cli.main(["--train", "--depths", "8,20,14", "--batch-size", "2", "--repeats", "1",
+                     "--json", str(out)]) == 0
+    assert calls == [dict(depth=d, batch_size=2, precision="float32", preact=True, repeats=1,
+                          remat=False) for d in (8, 20, 14)]
+    rows = json.loads(out.read_text())["depth_table"]
+    assert [r["depth"] for r in rows] == [8, 20, 14]
+    assert rows[1] == {"depth": 20, "error": "ResourceExhaustedError: OOM"}
 
 
 def test_build_benchmark_harness(monkeypatch):
-    """`recipes/benchmark.py --build`: fresh processes, interleaved, medians, real layer counts."""
+    """`recipes/benchmark.py --build`: a fresh process per build, real layer counts; then,
+    with the process replaced by a recorder, the interleaving and the median over repeats."""
+    import types
+
+    import keras
+
     from keras_resnet.bench import build
 
     monkeypatch.setitem(build.BUILD_MODELS, "tiny", dict(depth=8))
-    result = build.build_benchmark(("tiny",), repeats=2)
+    result = build.build_benchmark(("tiny",), repeats=1)
     assert result["tiny"]["top_level_layers"] == 2 + 3 + 2  # input, stem, 3 blocks, head
-    assert len(result["tiny"]["build_s"]) == 2 and result["tiny"]["build_s_median"] > 0
+    assert len(result["tiny"]["build_s"]) == 1 and result["tiny"]["build_s_median"] > 0
     assert result["tiny"]["recursion_limit"] == sys.getrecursionlimit()
+    assert result["tiny"]["backend"] == keras.backend.backend()
     with pytest.raises(ValueError, match="`models`.*'resnet7'"):
         build.build_benchmark(("resnet7",))
+
+    monkeypatch.setitem(build.BUILD_MODELS, "other", dict(depth=14))
+    order, seconds = [], iter([5.0, 1.0, 2.0, 9.0, 4.0, 3.0])
+
+    def fake_run_isolated(fn, kwargs, output):
+        assert fn is build.build_once and output == os.devnull
+        order.append(kwargs["depth"])
+        return types.SimpleNamespace(value={"build_s": next(seconds), "import_s": 1.0,
+                                            "top_level_layers": kwargs["depth"],
+                                            "recursion_limit": 1000, "backend": "b"})
+
+    monkeypatch.setattr(build, "run_isolated", fake_run_isolated)
+    logged = []
+    result = build.build_benchmark(("tiny", "other"), repeats=3, log=logged.append)
+    assert order == [8, 14, 8, 14, 8, 14]                  # interleaved: A, B, A, B, ...
+    assert result["tiny"]["build_s"] == [5.0, 2.0, 4.0]
+    assert result["tiny"]["build_s_median"] == 4.0            # not the mean (3.67)
+    assert result["other"]["build_s"] == [1.0, 9.0, 3.0]
+    assert result["other"]["build_s_median"] == 3.0           # not the mean (4.33)
+    assert result["other"]["top_level_layers"] == 14 and len(logged) == 6
 
 
 @requires_tensorflow
@@ -223,16 +327,23 @@ def test_benchmark_runs_every_format():
 
 
 def test_serving_and_bench_packages_and_help_import_no_keras():
-    """``import keras_resnet.serving`` / ``.bench`` and the three recipes' --help stay light."""
-    code = ("import sys, keras_resnet.serving, keras_resnet.bench\n"
+    """``import keras_resnet.serving`` / ``.bench`` and the three recipes' --help stay light;
+    ``recipes/benchmark.py --help`` runs as the script it is."""
+    code = ("import runpy, sys, keras_resnet.serving, keras_resnet.bench\n"
             "from keras_resnet.cli import serve as s\n"
             "from keras_resnet.cli import bench as b\n"
             "for build in (s.build_export_parser, s.build_predict_parser, s.build_parser,\n"
             "              b.build_parser):\n"
             "    build().format_help()\n"
+            "sys.argv = ['recipes/benchmark.py', '--help']\n"
+            "try:\n"
+            "    runpy.run_path('recipes/benchmark.py', run_name='__main__')\n"
+            "except SystemExit as e:\n"
+            "    assert e.code == 0, e.code\n"
             "print(sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules))")
     env = dict(os.environ, PYTHONPATH=REPO)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "[]"
+    assert "usage: recipes/benchmark.py" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]"
