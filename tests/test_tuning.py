@@ -5,6 +5,7 @@ trials without training), so they check the accounting exactly and fast; the
 last tests run every tuner KerasTuner ships on the digits with ``model.fit``.
 """
 
+import gc
 import types
 
 import numpy as np
@@ -22,6 +23,21 @@ from keras_resnet.tuning import (BLOCK, DEPTH, FAMILY, HYPERPARAMETERS, LEARNING
 from keras_resnet.tuning.search import planned_epochs
 
 DIGITS = {"input_shape": (8, 8, 3), "classes": 10}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def frozen_imports():
+    """The objects this process already holds (TensorFlow, Keras, ...) frozen (``gc.freeze``).
+
+    Keras collects garbage in ``keras.backend.clear_session()`` (after every test, in
+    tests/conftest.py, and between trials) and KerasTuner before each build; every
+    collection walked the 440,000 objects of the imports, 1.6 s apiece on a loaded 2-core
+    machine. Frozen, they are skipped; what the tests create is collected as before. The
+    search tests' modules import this fixture too.
+    """
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 def rule_depths(max_depth):
@@ -351,8 +367,25 @@ def test_planned_epochs_of_hyperband_are_what_its_oracle_schedules(tmp_path, max
 
 @pytest.fixture(scope="module")
 def digits():
+    """Two batches of 128 digits to train on and two to validate on (each step runs eagerly)."""
     (x, y), (xt, yt) = load_digits()
-    return (x.astype("float32") / 255.0, y), (xt.astype("float32") / 255.0, yt)
+    n = 2 * 128
+    return (x[:n].astype("float32") / 255.0, y[:n]), (xt[:n].astype("float32") / 255.0, yt[:n])
+
+
+class EagerStepsHyperModel(ResNetHyperModel):
+    """The hypermodel, whose models run their training and validation steps eagerly.
+
+    Tracing each new model's steps into TensorFlow graphs was three quarters of a trial's
+    time here (about 17 s of 23 s on a loaded 2-core machine). What these tests check is
+    the tuners' search over the hypermodel (trials, budgets, the best model and its
+    score), not TensorFlow's graphs: the README snippet's search (test_tune_failures.py)
+    and the recipe's trials (test_tune_recipe.py) train in graph mode.
+    """
+
+    def fit(self, hp, model, *args, **kwargs):
+        model.run_eagerly = True
+        return super().fit(hp, model, *args, **kwargs)
 
 
 @pytest.mark.parametrize("tuner_class, kwargs", [
@@ -364,7 +397,7 @@ def digits():
 def test_every_keras_tuner_searches_the_hypermodel_with_model_fit(tmp_path, digits, tuner_class,
                                                                   kwargs):
     (x, y), (xt, yt) = digits
-    hypermodel = ResNetHyperModel(**DIGITS, depths=[8], widths=[1, 4], max_params=300_000)
+    hypermodel = EagerStepsHyperModel(**DIGITS, depths=[8], widths=[1, 4], max_params=300_000)
     tuner = budgeted(tuner_class(hypermodel, objective="val_accuracy", seed=1,
                                  directory=str(tmp_path), **kwargs))
     fit = {} if tuner_class is keras_tuner.Hyperband else {"epochs": 1}
@@ -383,6 +416,7 @@ def test_every_keras_tuner_searches_the_hypermodel_with_model_fit(tmp_path, digi
         assert len(completed) == kwargs["max_trials"]
     best = tuner.get_best_hyperparameters(1)[0]
     model = tuner.get_best_models(1)[0]
+    model.run_eagerly = True
     _, accuracy = model.evaluate(xt, yt, batch_size=128, verbose=0)
     assert accuracy == pytest.approx(tuner.oracle.get_best_trials(1)[0].score, abs=1e-6)
     assert best_call(best) == "keras_resnet.ResNet(depth=8" + \
