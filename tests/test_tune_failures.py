@@ -6,14 +6,14 @@ The README's KerasTuner snippet runs as written (at tiny settings).
 import io
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import requires_tensorflow
 
 keras_tuner = pytest.importorskip("keras_tuner")
+
+from tests.test_tuning import frozen_imports  # noqa: E402,F401 - a fixture (autouse)
 
 from keras_resnet.data import load_digits  # noqa: E402
 from keras_resnet.training import TrainConfig  # noqa: E402
@@ -33,21 +33,24 @@ def _readme_search_snippet():
     return snippet
 
 
-def test_readme_search_snippet_runs_as_written(tmp_path):
-    """The README's snippet, with only its sizes made tiny, searches and prints a call."""
+@requires_tensorflow
+def test_readme_search_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The README's snippet, with only its sizes made tiny, searches and prints a call.
+
+    Run in this process in a namespace of its own (its own imports only), as
+    tests/test_docs.py runs the docs' blocks: a process of its own cost a TensorFlow start-up.
+    """
     code = _readme_search_snippet()
     # Tiny: one candidate (ResNet-8, width 1), one epoch.
     for old, new in (("max_epochs=30", "max_epochs=1"),
                      ("max_params=1_000_000", "max_params=1_000_000, depths=[8], widths=[1]")):
         assert code.count(old) == 1, old   # the sizes this test shrinks are still there
         code = code.replace(old, new)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=240, env=env)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    last = proc.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"keras_resnet\.ResNet\(depth=8(, preact=True)?\)", last), \
-        proc.stdout[-2000:]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, os.path.join(REPO, "README.md"), "exec"), {"__name__": "__readme__"})
+    out = capsys.readouterr().out
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"keras_resnet\.ResNet\(depth=8(, preact=True)?\)", last), out[-2000:]
     assert os.path.isdir(tmp_path / "search")
 
 
