@@ -27,6 +27,15 @@ FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", re.S | re.M)
 # the smallest change that lets the block run offline on two cores in seconds; each
 # with its reason.
 ADJUST = {
+    # The thousand-layer builds take most of a minute on two busy cores; the same
+    # calls at depths 1202 and 1001 (preact) are built, run, checked against the
+    # recursion limit and round-tripped by tests/test_models.py::
+    # test_thousand_layer_networks. Here: the same calls, basic and preact bottleneck.
+    ("docs/scale.md", "ResNet(depth=1202)"): [("depth=1202", "depth=110"),
+                                              ("depth=1001", "depth=164")],
+    # 500 blocks under the scope take half a minute; 20 run the same scope and layers
+    # (600 blocks are built under it by tests/test_models.py::test_thousand_layer_networks).
+    ("docs/scale.md", "layers.building_scope()"): [("range(500)", "range(20)")],
     # The ImageNet weights are a download; the same call with a local weights file
     # is tested in tests/test_weights.py.
     ("README.md", "WideResNet(depth=28"): [('weights="imagenet"', "weights=None")],
@@ -36,16 +45,24 @@ ADJUST = {
     ("docs/search.md", "keras_tuner.Hyperband"): [
         ("max_epochs=30", "max_epochs=1"),
         ("max_params=1_000_000", "max_params=1_000_000, depths=[8], widths=[1]")],
-    # A model trained by the reader; small draws and widths show the same calls.
+    # A model trained by the reader; small draws and widths show the same calls (one
+    # draw of up to 2 deleted blocks and 1 swap: 13 lesioned models instead of 41).
     ("docs/analyses.md", "import keras_resnet"): [
-        ('"saved_models/digits_resnet20"', '"m.keras"'), ("draws=10", "draws=2"),
+        ('"saved_models/digits_resnet20"', '"m.keras"'),
+        ("draws=10", "draws=1, max_delete=2, max_swaps=1"),
         ("(2, 6, 12, 24, 50), width=200, inits=8", "(2, 6), width=16, inits=2"),
         ("samples=32", "samples=4")],
     ("docs/training.md", "from keras_resnet.training import TrainConfig, Trainer, train"): [
-        ("epochs=20", "epochs=1"), ("callbacks=[my_keras_callback]", "callbacks=[]")],
+        ("depth=20", "depth=8"), ("epochs=20", "epochs=1"),
+        ("callbacks=[my_keras_callback]", "callbacks=[]")],
+    # Every configuration builds and traces its own model, most of its cost: one
+    # epoch of the smallest depth, one seed. The skips table's 8 rows are trained
+    # through the same run_identity_mappings by tests/test_experiments.py::
+    # test_identity_mappings_skips_table_every_row_trains; here the 5-row units table.
     ("docs/experiments.md", "from keras_resnet import experiments"): [
         ("epochs=10", "epochs=1"), ("seeds=[1, 2, 3]", "seeds=[1]"),
-        ("depths=(8, 32)", "depths=(8,)"), ("depths=(20,)", "depths=(8,)"),
+        ("depths=(8, 32)", "depths=(8,)"),
+        ('"skips", depths=(20,)', '"units", depths=(8,)'),
         ('{"depth": 20}', '{"depth": 8}'), ('{"depth": 20, "model_extras"', '{"depth": 8, "model_extras"')],
 }
 
