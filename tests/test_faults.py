@@ -7,7 +7,9 @@ the short writes block on a FIFO so the kill lands inside them every time, and i
 the slow test also kills at random moments). Each time, rerunning the same command must end with exactly the
 weights of an uninterrupted run, and ``log.csv``, ``metrics.json`` and the
 export must be whole. The library has no test hook for this: the kills come
-from outside, as a real crash would.
+from outside, as a real crash would. (Each TensorFlow process spends seconds
+starting, so the uninterrupted reference run and the first killed run share one
+process, and both tests start from copies of that killed run.)
 """
 
 import csv
@@ -16,6 +18,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +34,7 @@ pytestmark = [requires_tensorflow, pytest.mark.xdist_group("faults")]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ["--dataset", "digits", "--depth", "8", "--batch-size", "128", "--epochs", "3",
         "--seed", "3", "--quiet"]
+NO_EXPORT = ["--no-export"]   # an output flag: a run resumes with or without it
 
 
 def _env():
@@ -67,8 +71,6 @@ WATCHERS = {
     # (The writes of a checkpoint and of log.csv are too short to catch by watching:
     # kill_inside_write makes them block.)
     "step": lambda run_dir, export_parent, name: _log_rows(run_dir) >= 1,
-    "epoch 1 saved": lambda run_dir, export_parent, name: os.path.exists(
-        os.path.join(run_dir, "checkpoints", "epoch-0001.npz")),
     "epoch 2 saved": lambda run_dir, export_parent, name: os.path.exists(
         os.path.join(run_dir, "checkpoints", "epoch-0002.npz")),
     "export": lambda run_dir, export_parent, name: bool(
@@ -142,6 +144,7 @@ def _check_whole(workdir, run, reference):
 
 
 def _reference(workdir):
+    """The uninterrupted run: its final weights, and how long it took."""
     start = time.monotonic()
     code, _, err = _run(workdir, "straight")
     assert code == 0, err[-3000:]
@@ -228,32 +231,85 @@ def _has_open(pid, path):
     return False
 
 
-def test_sigkill_inside_each_write_then_resume_is_exact(tmp_path):
+# The uninterrupted reference run, then a fresh run, in one process (each TensorFlow
+# process spends seconds starting): the recipe run as __main__ twice, as its command does.
+REFERENCE_THEN_FRESH = """
+import runpy, sys
+recipe, args, straight, fresh = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
+for run_dir, extra in ((straight, ["--no-export"]), (fresh, [])):
+    sys.argv = [recipe, *args, *extra, "--run-dir", run_dir]
+    try:
+        runpy.run_path(recipe, run_name="__main__")
+    except SystemExit as e:
+        print("EXIT", e.code, flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def started(tmp_path_factory):
+    """The starting point of both tests below, which each resume a copy of it: a fresh run
+    SIGKILLed inside the write of epoch 2's checkpoint (epoch 1's is on disk). Its process
+    first ran the uninterrupted reference run, with --no-export (the export checked is
+    the killed run's own). (A resumed run first deletes leftover *.tmp checkpoints, so
+    this kill has to be a fresh run's.)
+
+    Returns ``inside`` (whether the kill landed inside the write), ``copy(workdir, run)``
+    (the killed run copied to ``workdir/runs/<run>``), ``reference`` (the reference's
+    newest epoch and checkpoint) and ``reference_metrics``.
+    """
+    import types
+
+    workdir = str(tmp_path_factory.mktemp("started"))
+    straight = os.path.join(workdir, "runs", "straight")
+    fresh = os.path.join(workdir, "runs", "fresh")
+
+    def start(workdir, run):
+        return subprocess.Popen(
+            [sys.executable, "-c", REFERENCE_THEN_FRESH, os.path.join(REPO, "recipes",
+             "cifar10.py"), " ".join(ARGS), straight, os.path.join(workdir, "runs", run)],
+            cwd=workdir, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+
+    inside = kill_inside_write(workdir, "fresh", os.path.join("checkpoints",
+                               "epoch-0002.npz.tmp"), start=start, deadline=600,
+                               ready=lambda d: os.path.exists(
+                                   os.path.join(d, "checkpoints", "epoch-0001.npz")))
+
+    def copy(workdir, run):
+        shutil.copytree(fresh, os.path.join(workdir, "runs", run), symlinks=True)
+
+    if not os.path.exists(os.path.join(straight, "metrics.json")):
+        pytest.fail(f"the reference run did not finish: {os.listdir(straight)}")
+    with open(os.path.join(straight, "metrics.json")) as f:
+        reference_metrics = json.load(f)
+    return types.SimpleNamespace(inside=inside, copy=copy,
+                                 reference=_final_state(workdir, "straight"),
+                                 reference_metrics=reference_metrics)
+
+
+def test_sigkill_inside_each_write_then_resume_is_exact(tmp_path, started):
     """One run killed four times, each time rerun with the same command: inside a
     checkpoint's write, during a step, inside log.csv's write and during the export. The last
     rerun ends with exactly the uninterrupted run's weights, log, metrics and export."""
     workdir = str(tmp_path)
-    ref, duration = _reference(workdir)
-    ref_metrics = json.loads(open(os.path.join(workdir, "runs", "straight",
-                                               "metrics.json")).read())
     rng = random.Random(1)
     run = "killed"
-    # A fresh run: epoch 2's checkpoint (after epoch 1's is on disk). (A resumed run
-    # first deletes leftover *.tmp checkpoints, so this kill comes first.)
-    assert kill_inside_write(workdir, run, os.path.join("checkpoints", "epoch-0002.npz.tmp"),
-                             ready=lambda d: os.path.exists(
-                                 os.path.join(d, "checkpoints", "epoch-0001.npz")))
+    # A fresh run: inside epoch 2's checkpoint write (after epoch 1's is on disk).
+    assert started.inside
+    started.copy(workdir, run)
+    assert sorted(os.listdir(os.path.join(workdir, "runs", run, "checkpoints"))) == \
+        ["epoch-0001.npz", "epoch-0002.npz.tmp"]
     # Resumed after epoch 1: during a step of epoch 3.
-    what, code = kill_during(workdir, run, "epoch 2 saved", rng, duration=duration)
+    what, code = kill_during(workdir, run, "epoch 2 saved", rng)
     assert (what, code) == ("epoch 2 saved", -signal.SIGKILL)
     # Resumed after epoch 2: epoch 3's log row (log.csv is written before the checkpoint).
     assert kill_inside_write(workdir, run, "log.csv.tmp", ready=lambda d: True)
-    what, code = kill_during(workdir, run, "export", rng, duration=duration)
+    what, code = kill_during(workdir, run, "export", rng)
     assert (what, code) == ("export", -signal.SIGKILL)
     code, out, err = _run(workdir, run)
     assert code == 0, err[-3000:]
-    metrics = _check_whole(workdir, run, ref)
-    assert metrics["test_accuracy"] == ref_metrics["test_accuracy"]
+    metrics = _check_whole(workdir, run, started.reference)
+    assert metrics["test_accuracy"] == started.reference_metrics["test_accuracy"]
 
 
 @pytest.mark.slow
@@ -272,12 +328,6 @@ def _file_size_limit(limit):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # writes past the limit fail with EFBIG
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     return apply
-
-
-def _stop_after_epoch_1(workdir, run):
-    """Run epoch 1 (its checkpoint written), then kill the process during epoch 2."""
-    what, _ = kill_during(workdir, run, "epoch 1 saved", random.Random(0))
-    assert what == "epoch 1 saved"
 
 
 def _read_only(folder):
@@ -299,16 +349,19 @@ def _read_only(folder):
     return prefix
 
 
-def test_a_full_disk_or_a_read_only_run_directory_keeps_the_last_good_checkpoint(tmp_path):
+def test_a_full_disk_or_a_read_only_run_directory_keeps_the_last_good_checkpoint(
+        tmp_path, started):
     """The resumed run cannot write epoch 2's checkpoint: a clear error, exit 1, epoch 1's
-    checkpoint untouched and nothing half-written; with room again it resumes."""
+    checkpoint untouched and nothing half-written; with room again it resumes. (The run
+    starts from one killed after epoch 1; no export: the failing write is a checkpoint's.)"""
     workdir = str(tmp_path)
-    _stop_after_epoch_1(workdir, "full")
+    assert started.inside
+    started.copy(workdir, "full")
     run_dir = os.path.join(workdir, "runs", "full")
     ckpts = os.path.join(run_dir, "checkpoints")
     before = open(os.path.join(ckpts, "epoch-0001.npz"), "rb").read()
     # A full disk (a file-size limit: writes past it fail with EFBIG).
-    code, out, err = _run(workdir, "full", preexec=_file_size_limit(200_000))
+    code, out, err = _run(workdir, "full", NO_EXPORT, preexec=_file_size_limit(200_000))
     assert code == 1, err[-2000:]
     message = err.strip().splitlines()[-1]
     assert message.startswith("recipes/cifar10.py: error: could not write the checkpoint of "
@@ -320,7 +373,7 @@ def test_a_full_disk_or_a_read_only_run_directory_keeps_the_last_good_checkpoint
     # A read-only checkpoints folder.
     prefix = _read_only(ckpts)
     try:
-        code, out, err = _run(workdir, "full", prefix=prefix)
+        code, out, err = _run(workdir, "full", NO_EXPORT, prefix=prefix)
     finally:
         os.chmod(ckpts, 0o755)
     assert code == 1, err[-2000:]
@@ -330,6 +383,6 @@ def test_a_full_disk_or_a_read_only_run_directory_keeps_the_last_good_checkpoint
     assert "epoch-0001.npz (epoch 1), is kept" in message
     assert os.listdir(ckpts) == ["epoch-0001.npz"]
     # With room again, the same command resumes after epoch 1 and finishes.
-    code, out, err = _run(workdir, "full")
+    code, out, err = _run(workdir, "full", NO_EXPORT)
     assert code == 0, err[-2000:]
     assert "Resuming" in out and "after epoch 1" in out
