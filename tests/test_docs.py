@@ -63,7 +63,8 @@ ADJUST = {
         ("epochs=10", "epochs=1"), ("seeds=[1, 2, 3]", "seeds=[1]"),
         ("depths=(8, 32)", "depths=(8,)"),
         ('"skips", depths=(20,)', '"units", depths=(8,)'),
-        ('{"depth": 20}', '{"depth": 8}'), ('{"depth": 20, "model_extras"', '{"depth": 8, "model_extras"')],
+        ('{"depth": 20}', '{"depth": 8}'),
+        ('{"depth": 20, "model_extras"', '{"depth": 8, "model_extras"')],
 }
 
 # (file, marker) -> why it is not run here; the test that covers it.
