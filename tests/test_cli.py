@@ -1,8 +1,5 @@
 """`python -m keras_resnet` (the zoo table and summaries)."""
 
-import subprocess
-import sys
-
 import pytest
 
 from keras_resnet import __main__ as cli
@@ -37,11 +34,12 @@ def test_unknown_model_exits_2(capsys):
         zoo.build("resnet7")
 
 
-def test_summary_subprocess():
-    out = subprocess.run([sys.executable, "-m", "keras_resnet", "summary", "resnet20_cifar"],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert "stage3_block3" in out.stdout and "multiply-adds per example: 40,551,040" in out.stdout
+def test_summary_prints_the_keras_summary_and_the_multiply_adds(capsys):
+    """In this process (``python -m keras_resnet`` itself runs as a command in
+    tests/test_imports.py::test_the_zoo_command_runs_without_tensorflow)."""
+    assert cli.main(["summary", "resnet20_cifar"]) == 0
+    out = capsys.readouterr().out
+    assert "stage3_block3" in out and "multiply-adds per example: 40,551,040" in out
 
 
 def test_zoo_lists_every_model_under_the_name_its_architecture_gives(capsys):
