@@ -388,50 +388,99 @@ def test_a_checkpoint_of_another_architecture_names_the_first_mismatching_path(t
 # ---------------------------------------------------------------------------
 # Strategies: two logical CPU devices; two real worker processes.
 
-MIRRORED_SCRIPT = textwrap.dedent("""
-    import json, os, sys
+# One process with two logical CPU devices runs the MirroredStrategy checks and the
+# --sync-bn check (each TensorFlow process spends seconds starting); each part prints
+# its result on one line after its marker, or its traceback after FAILED.
+TWO_CPUS_SCRIPT = textwrap.dedent("""
+    import json, os, sys, traceback
     import numpy as np
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from keras_resnet import training
+    from keras_resnet import data as data_lib, training
     from keras_resnet.training import checkpoints as ckpt
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     run_dir = sys.argv[1]
-    base = dict(dataset="digits", depth=8, steps=16, deterministic=True, quiet=True,
-                no_export=True, run_dir=run_dir)
-    try:
-        training.Trainer(training.TrainConfig(batch_size=63, **base), strategy=mirrored)
-    except training.ConfigError as e:
-        print("CONFIG ERROR:", e)
-    assert not os.path.exists(run_dir)
-    metrics = training.train(training.TrainConfig(batch_size=128, **base), strategy=mirrored)
-    print("METRICS", json.dumps({k: v for k, v in metrics.items() if k != "history"}))
 
-    # Resume across hardware: one epoch on one device, the rest on two replicas.
-    class Stop(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            self.model.stop_training = True
-    moved = dict(base, run_dir=run_dir + "_moved", steps=22)
-    first = training.train(training.TrainConfig(batch_size=128, **moved),
-                           strategy=tf.distribute.get_strategy(), callbacks=[Stop()])
-    second = training.train(training.TrainConfig(batch_size=128, **moved), strategy=mirrored)
-    print("MOVED", json.dumps([first["epochs_completed"], second["resumed_from_epoch"],
-                               second["epochs_completed"], second["replicas"],
-                               second["steps_completed"]]))
+    def mirrored_runs():
+        base = dict(dataset="digits", depth=8, steps=16, deterministic=True, quiet=True,
+                    no_export=True, run_dir=run_dir)
+        try:
+            training.Trainer(training.TrainConfig(batch_size=63, **base), strategy=mirrored)
+        except training.ConfigError as e:
+            print("CONFIG ERROR:", e)
+        assert not os.path.exists(run_dir)
+        metrics = training.train(training.TrainConfig(batch_size=128, **base),
+                                 strategy=mirrored)
+        print("METRICS", json.dumps({k: v for k, v in metrics.items() if k != "history"}))
+
+        # Resume across hardware: one epoch on one device, the rest on two replicas.
+        class Stop(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                self.model.stop_training = True
+        moved = dict(base, run_dir=run_dir + "_moved", steps=22)
+        first = training.train(training.TrainConfig(batch_size=128, **moved),
+                               strategy=tf.distribute.get_strategy(), callbacks=[Stop()])
+        second = training.train(training.TrainConfig(batch_size=128, **moved),
+                                strategy=mirrored)
+        print("MOVED", json.dumps([first["epochs_completed"], second["resumed_from_epoch"],
+                                   second["epochs_completed"], second["replicas"],
+                                   second["steps_completed"]]))
+
+    def sync_bn():
+        data = data_lib.load("digits")
+        batch = next(iter(data.train_dataset(128, epoch=1)))
+        def one_step(strategy, sync_bn):
+            config = training.TrainConfig(dataset="digits", depth=8, batch_size=128, epochs=1,
+                                          sync_bn=sync_bn, run_dir="unused", no_export=True)
+            trainer = training.Trainer(config, strategy=strategy, data=data)
+            trainer.train_step(batch)
+            return {v.path: np.asarray(v.value) for v in trainer.model.variables
+                    if "moving_mean" in v.path}
+        single = one_step(tf.distribute.get_strategy(), False)
+        synced = one_step(mirrored, True)
+        local = one_step(mirrored, False)
+        gap = lambda a: max(float(np.abs(a[k] - single[k]).max()) for k in single)
+        print("GAPS", json.dumps([gap(synced), gap(local)]))
+
+    for name, part in (("MIRRORED", mirrored_runs), ("SYNC_BN", sync_bn)):
+        print("PART", name, flush=True)
+        try:
+            part()
+        except BaseException:
+            print("FAILED", name, traceback.format_exc(), flush=True)
+        print("END", name, flush=True)
 """)
 
 
+@pytest.fixture(scope="module")
+def two_cpus(tmp_path_factory):
+    """Run TWO_CPUS_SCRIPT once; return the run directory and a function giving one
+    part's output, failing the calling test if that part raised."""
+    run_dir = tmp_path_factory.mktemp("two_cpus") / "run"
+    proc = subprocess.run([sys.executable, "-c", TWO_CPUS_SCRIPT, str(run_dir)], cwd=REPO,
+                          env=_env(), capture_output=True, text=True, timeout=600)
+
+    def part(name):
+        if f"END {name}" not in proc.stdout:
+            pytest.fail(f"{name}: the process ended with {proc.returncode}: "
+                        f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        out = proc.stdout.split(f"PART {name}\n", 1)[1].split(f"END {name}\n", 1)[0]
+        if f"FAILED {name}" in out:
+            pytest.fail(f"{out[-3000:]}\n{proc.stderr[-3000:]}")
+        return out
+
+    return run_dir, part
+
+
 @pytest.mark.xdist_group("subprocess_training")
-def test_mirrored_strategy_on_two_logical_cpus_and_resume_on_other_hardware(tmp_path):
-    run_dir = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(run_dir)], cwd=REPO,
-                          env=_env(), capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_mirrored_strategy_on_two_logical_cpus_and_resume_on_other_hardware(two_cpus):
+    run_dir, part = two_cpus
+    out = part("MIRRORED")
     assert "CONFIG ERROR: --batch-size 63 (the global batch) is not divisible by the 2 replicas" \
-        in proc.stdout
-    metrics = json.loads(proc.stdout.split("METRICS", 1)[1].splitlines()[0])
+        in out
+    metrics = json.loads(out.split("METRICS", 1)[1].splitlines()[0])
     assert metrics["replicas"] == 2 and metrics["strategy"] == "MirroredStrategy"
     assert metrics["steps_completed"] == 16 and metrics["epochs_completed"] == 2
     config = json.loads((run_dir / "config.json").read_text())
@@ -440,7 +489,7 @@ def test_mirrored_strategy_on_two_logical_cpus_and_resume_on_other_hardware(tmp_
     losses = [float(r.split(",")[3]) for r in rows]
     assert len(losses) == 2 and losses[1] < losses[0]
     # Epoch 1 on the default strategy, epoch 2 resumed under MirroredStrategy.
-    moved = json.loads(proc.stdout.split("MOVED", 1)[1].splitlines()[0])
+    moved = json.loads(out.split("MOVED", 1)[1].splitlines()[0])
     assert moved == [1, 1, 2, 2, 22]
 
 
@@ -513,38 +562,10 @@ def test_each_worker_reads_only_its_shard_and_a_step_sees_the_global_batch(tmp_p
             np.array(rows(np.concatenate([a, b]))), np.array(rows(whole[step][0].numpy())))
 
 
-SYNC_BN_SCRIPT = textwrap.dedent("""
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
-    from keras_resnet import data as data_lib, training
-    data = data_lib.load("digits")
-    batch = next(iter(data.train_dataset(128, epoch=1)))
-    def one_step(strategy, sync_bn):
-        config = training.TrainConfig(dataset="digits", depth=8, batch_size=128, epochs=1,
-                                      sync_bn=sync_bn, run_dir="unused", no_export=True)
-        trainer = training.Trainer(config, strategy=strategy, data=data)
-        trainer.train_step(batch)
-        return {v.path: np.asarray(v.value) for v in trainer.model.variables
-                if "moving_mean" in v.path}
-    single = one_step(tf.distribute.get_strategy(), False)
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    synced = one_step(mirrored, True)
-    local = one_step(mirrored, False)
-    gap = lambda a: max(float(np.abs(a[k] - single[k]).max()) for k in single)
-    print("GAPS", json.dumps([gap(synced), gap(local)]))
-""")
-
-
 @pytest.mark.xdist_group("subprocess_training")
-def test_sync_bn_makes_two_replicas_compute_the_global_batch_statistics():
+def test_sync_bn_makes_two_replicas_compute_the_global_batch_statistics(two_cpus):
     """With --sync-bn, two replicas of 64 update BatchNorm's moving means exactly as one
     device with the global batch of 128 does; without it each replica uses its half."""
-    proc = subprocess.run([sys.executable, "-c", SYNC_BN_SCRIPT], cwd=REPO, env=_env(),
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    synced, local = json.loads(proc.stdout.split("GAPS", 1)[1])
+    out = two_cpus[1]("SYNC_BN")
+    synced, local = json.loads(out.split("GAPS", 1)[1].splitlines()[0])
     assert synced < 1e-5 and local > 1e-3, (synced, local)
